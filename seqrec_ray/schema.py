@@ -1,0 +1,64 @@
+"""The event-log schema every reader produces and every later stage consumes.
+
+Raw ids (user, item, session, category) are kept as strings: sources mix ints and
+strings, and a string id round-trips through every store and HTTP payload unchanged.
+Timestamps are float seconds since the Unix epoch (sources without wall-clock time,
+such as S3-Rec sequence files, use the event's position).
+
+Readers never drop a row: a row they cannot parse comes out with its fields as far as
+they could be read and a non-null ``invalid_reason``; featurization quarantines it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+TIMESTAMP = "timestamp"
+SESSION_ID = "session_id"
+CATEGORY_ID = "category_id"
+PRICE = "price"
+QUERY = "query"
+INVALID_REASON = "invalid_reason"
+
+REQUIRED_COLUMNS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
+OPTIONAL_COLUMNS = (SESSION_ID, CATEGORY_ID, PRICE, QUERY)
+
+# Order matters: the encoded event type is the position in this tuple + 1 (0 = padding).
+EVENT_TYPES = ("view", "click", "cart", "fav", "purchase", "search")
+EVENT_TYPE_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}
+NUM_EVENT_TYPE_INDICES = len(EVENT_TYPES) + 1
+
+PAD_INDEX = 0
+OOV_INDEX = 1
+PAD_TOKEN = "<pad>"
+OOV_TOKEN = "<oov>"
+FIRST_ID_INDEX = 2
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field(USER_ID, pa.string(), nullable=False),
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(EVENT_TYPE, pa.string(), nullable=False),
+        pa.field(TIMESTAMP, pa.float64(), nullable=False),
+        pa.field(SESSION_ID, pa.string()),
+        pa.field(CATEGORY_ID, pa.string()),
+        pa.field(PRICE, pa.float64()),
+        pa.field(QUERY, pa.string()),
+    ]
+)
+
+# What readers emit: the event schema (all fields nullable, since an invalid row may lack
+# any of them) plus the reason a row is invalid (null when it is valid).
+READER_SCHEMA = pa.schema(
+    [pa.field(f.name, f.type, nullable=True) for f in EVENT_SCHEMA]
+    + [pa.field(INVALID_REASON, pa.string())]
+)
+
+
+def empty_reader_table() -> pa.Table:
+    return READER_SCHEMA.empty_table()

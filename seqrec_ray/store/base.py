@@ -1,0 +1,80 @@
+"""The profile and history store interface.
+
+The store keeps raw ids only (never vocabulary indices), so a new checkpoint with a new
+vocabulary rolls out without touching the store. Backends: ``sqlite`` (embedded, the
+default) and ``redis`` (networked, for multi-node Serve).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One behaviour event as the store keeps it (raw ids, float seconds)."""
+
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: float
+    session_id: str | None = None
+    category_id: str | None = None
+    price: float | None = None
+    query: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp,
+            "session_id": self.session_id,
+            "category_id": self.category_id,
+            "price": self.price,
+            "query": self.query,
+        }
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    users_with_profile: int
+    users_with_history: int
+    events: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProfileStore(abc.ABC):
+    """Per-user profile (a JSON-able dict) and recent event history (oldest first)."""
+
+    @abc.abstractmethod
+    def put_profiles(self, profiles: Iterable[dict[str, Any]]) -> int:
+        """Upsert profiles; each dict must hold ``user_id``. Returns how many were written."""
+
+    @abc.abstractmethod
+    def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        """The user's profile, or None when the user has none."""
+
+    @abc.abstractmethod
+    def append_events(self, events: Sequence[StoredEvent]) -> int:
+        """Append events durably: once this returns, they survive a crash. Returns the count."""
+
+    @abc.abstractmethod
+    def get_history(self, user_id: str, limit: int) -> list[StoredEvent]:
+        """The user's ``limit`` most recent events, oldest first (ties keep insertion order)."""
+
+    @abc.abstractmethod
+    def stats(self) -> StoreStats:
+        """Counts for health checks and tests."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+
+    def __enter__(self) -> "ProfileStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
