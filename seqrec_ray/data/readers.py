@@ -1,0 +1,542 @@
+"""Readers: real behaviour-log sources -> ``schema.READER_SCHEMA`` tables (pure pyarrow).
+
+Formats (``FORMATS``):
+
+- ``taobao``: Alibaba UserBehavior, headerless CSV ``user,item,category,behavior,unix_ts``;
+  behaviours ``pv`` -> view, ``cart``, ``fav``, ``buy`` -> purchase.
+- ``yoochoose``: RecSys'15 clicks, TSV with header ``SessionId ItemId Time``; every row is
+  a ``click`` whose user and session are the session id (the source has no user ids).
+- ``diginetica``: CIKM Cup 2016 ``train-purchases.csv``, ``;``-separated with header
+  ``sessionId;userId;timeframe;eventdate;ordernumber;itemId``; every row is a
+  ``purchase`` at ``eventdate`` midnight UTC + ``timeframe`` milliseconds. Anonymous rows
+  (``userId`` NA or empty) get the user id ``session-<sessionId>``: the prefix keeps them
+  apart from real user ids, which share the same number space. Categories come from
+  ``product-categories.csv`` (``itemId;categoryId``) in the same directory, if present.
+- ``s3rec``: S3-Rec sequence files, ``user item item ...`` per line in time order; each
+  item is a ``purchase`` whose timestamp is its position in the line (0, 1, 2, ...).
+- ``events``: Parquet or CSV (with header) already in the project schema; extra columns
+  are ignored, missing optional columns are null.
+
+Readers never drop a row. A row that cannot be used comes out with what could be read and
+a reason in ``invalid_reason`` (the first that applies, in this order):
+``wrong_column_count`` (the raw line is kept in ``query``), ``bad_encoding`` (invalid
+UTF-8, replaced by U+FFFD), ``missing_user_id``, ``missing_item_id``,
+``unknown_event_type`` (the raw value is kept in ``event_type``), ``bad_timestamp``
+(unparseable or non-finite), ``bad_price`` (given but unparseable or non-finite). Range
+checks (a timestamp in 1970, a negative price) are featurize's job. Missing ids come out
+null, never "". Blank lines hold no row and are not counted. An S3-Rec line with a user
+and no items yields one ``missing_item_id`` row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import fnmatch
+import glob
+import io
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from seqrec_ray import schema as S
+
+FORMATS = ("taobao", "yoochoose", "diginetica", "s3rec", "events")
+
+WRONG_COLUMN_COUNT = "wrong_column_count"
+MISSING_USER_ID = "missing_user_id"
+MISSING_ITEM_ID = "missing_item_id"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+BAD_TIMESTAMP = "bad_timestamp"
+BAD_PRICE = "bad_price"
+BAD_ENCODING = "bad_encoding"
+
+TAOBAO_BEHAVIOURS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "purchase"}
+DIGINETICA_CATEGORIES_FILE = "product-categories.csv"
+ANONYMOUS_USER_PREFIX = "session-"
+
+# A Converter turns one block of raw string columns into a READER_SCHEMA table.
+Converter = Callable[[pa.Table], pa.Table]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a format's files look on disk."""
+
+    delimiter: str
+    columns: tuple[str, ...]  # names given to the file's columns; () = from the header
+    has_header: bool
+    quoting: bool  # only the generic CSV quotes; elsewhere a stray quote must not eat lines
+    suffixes: tuple[str, ...]  # data files in a directory or glob end with one of these
+    side_files: tuple[str, ...]  # fnmatch patterns of files that are never data
+
+
+_LAYOUTS = {
+    "taobao": _Layout(",", ("user", "item", "category", "behavior", "ts"), False, False,
+                      (".csv", ".csv.gz"), ()),
+    "yoochoose": _Layout("\t", ("SessionId", "ItemId", "Time"), True, False,
+                         (".txt", ".tsv", ".txt.gz", ".tsv.gz"), ()),
+    "diginetica": _Layout(";", ("sessionId", "userId", "timeframe", "eventdate",
+                                "ordernumber", "itemId"), True, False,
+                          (".csv", ".csv.gz"), ("product-categories*",)),
+    # One column per line: \x1f (ASCII unit separator) never occurs in these files.
+    "s3rec": _Layout("\x1f", ("line",), False, False, (".txt", ".txt.gz"),
+                     ("*_sample.txt", "*_sample.txt.gz")),
+    "events": _Layout(",", (), True, True, (".parquet", ".pq", ".csv", ".csv.gz"), ()),
+}
+
+
+def _layout(fmt: str) -> _Layout:
+    if fmt not in _LAYOUTS:
+        raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    return _LAYOUTS[fmt]
+
+
+# ---------------------------------------------------------------- input files
+
+
+def _is_side_file(name: str, layout: _Layout) -> bool:
+    return name.startswith((".", "_")) or any(fnmatch.fnmatch(name, p) for p in layout.side_files)
+
+
+def list_input_files(path: str, fmt: str) -> list[str]:
+    """A file, a directory (not recursive) or a glob -> sorted absolute data-file paths."""
+    layout = _layout(fmt)
+    if os.path.isfile(path):
+        if _is_side_file(os.path.basename(path), layout):
+            raise ValueError(f"{path} is a side file of the {fmt} format, not a data file")
+        return [os.path.abspath(path)]
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, name) for name in os.listdir(path)]
+    elif any(ch in path for ch in "*?["):
+        candidates = glob.glob(path, recursive=True)
+    else:
+        raise FileNotFoundError(f"input path {path!r} does not exist")
+    files = sorted(
+        os.path.abspath(p)
+        for p in candidates
+        if os.path.isfile(p)
+        and os.path.basename(p).endswith(layout.suffixes)
+        and not _is_side_file(os.path.basename(p), layout)
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"no {fmt} data files at {path!r} (looking for names ending in "
+            f"{', '.join(layout.suffixes)})"
+        )
+    return files
+
+
+# ---------------------------------------------------------------- vectorised parsing
+
+
+def _strings(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """Any column as trimmed strings (ids may arrive as ints from Parquet)."""
+    if not pa.types.is_string(col.type):
+        col = pc.cast(col, pa.string())
+    return pc.utf8_trim_whitespace(col)
+
+
+def _is_missing(col) -> pa.Array:
+    return pc.fill_null(pc.equal(pc.utf8_length(col), 0), True)
+
+
+def _empty_to_null(col):
+    return pc.if_else(_is_missing(col), pa.scalar(None, pa.string()), col)
+
+
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _parse_float(col) -> pa.Array:
+    """Trimmed strings -> float64; null where unparseable (nan/inf parse, checked later)."""
+    try:
+        return pc.cast(col, pa.float64())  # the common case: every value parses
+    except pa.ArrowInvalid:
+        ok = pc.fill_null(pc.match_substring_regex(col, _NUMBER), False)
+        return pc.cast(pc.if_else(ok, col, pa.scalar(None, pa.string())), pa.float64())
+
+
+def _numeric(col) -> pa.Array:
+    """A column of any numeric, timestamp or string type -> float64 (seconds for times)."""
+    if pa.types.is_timestamp(col.type):
+        per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[col.type.unit]
+        return pc.divide(pc.cast(pc.cast(col, pa.int64()), pa.float64()), per_second)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return pc.cast(col, pa.float64())
+    return _parse_float(_strings(col))
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value), n)
+
+
+def _not_finite(values) -> pa.Array:
+    return pc.fill_null(pc.invert(pc.is_finite(values)), True)
+
+
+def _assemble(cols: dict[str, object], checks: list[tuple[str, object]], n: int) -> pa.Table:
+    """READER_SCHEMA table from columns (absent -> null) and (reason, bool mask) checks.
+
+    ``checks`` are in priority order: a row gets the first reason whose mask is true.
+    Empty id and event-type strings come out as null: a missing value, not an id "".
+    """
+    arrays = []
+    for field in S.READER_SCHEMA:
+        if field.name == S.INVALID_REASON:
+            arrays.append(_first_reason(checks, n))
+        elif field.name in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE):
+            arrays.append(_empty_to_null(cols[field.name]))
+        elif field.name in cols:
+            arrays.append(pc.cast(cols[field.name], field.type))
+        else:
+            arrays.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(arrays, schema=S.READER_SCHEMA)
+
+
+def _first_reason(checks: list[tuple[str, object]], n: int) -> pa.Array:
+    reason = pa.nulls(n, pa.string())
+    for name, mask in reversed(checks):  # later assignments win, so go from last to first
+        reason = pc.if_else(mask, pa.scalar(name), reason)
+    return reason
+
+
+# ---------------------------------------------------------------- format converters
+
+
+def _taobao(raw: pa.Table) -> pa.Table:
+    user, item = _strings(raw["user"]), _strings(raw["item"])
+    behaviour = pc.ascii_lower(_strings(raw["behavior"]))
+    known = pa.array(list(TAOBAO_BEHAVIOURS))
+    index = pc.index_in(behaviour, value_set=known)
+    event = pc.if_else(
+        pc.is_null(index), behaviour, pc.take(pa.array(list(TAOBAO_BEHAVIOURS.values())), index)
+    )
+    ts = _parse_float(_strings(raw["ts"]))
+    cols = {S.USER_ID: user, S.ITEM_ID: item, S.EVENT_TYPE: event, S.TIMESTAMP: ts,
+            S.CATEGORY_ID: _empty_to_null(_strings(raw["category"]))}
+    checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item)),
+              (UNKNOWN_EVENT_TYPE, pc.is_null(index)), (BAD_TIMESTAMP, _not_finite(ts))]
+    return _assemble(cols, checks, raw.num_rows)
+
+
+def _yoochoose(raw: pa.Table) -> pa.Table:
+    session, item = _strings(raw["SessionId"]), _strings(raw["ItemId"])
+    ts = _parse_float(_strings(raw["Time"]))
+    n = raw.num_rows
+    cols = {S.USER_ID: session, S.ITEM_ID: item, S.EVENT_TYPE: _constant("click", n),
+            S.TIMESTAMP: ts, S.SESSION_ID: _empty_to_null(session)}
+    checks = [(MISSING_USER_ID, _is_missing(session)), (MISSING_ITEM_ID, _is_missing(item)),
+              (BAD_TIMESTAMP, _not_finite(ts))]
+    return _assemble(cols, checks, n)
+
+
+def _diginetica(raw: pa.Table, categories: pa.Table | None) -> pa.Table:
+    session, item = _strings(raw["sessionId"]), _strings(raw["itemId"])
+    user = _strings(raw["userId"])
+    anonymous = pc.or_(_is_missing(user), pc.equal(user, "NA"))
+    session_user = pc.binary_join_element_wise(ANONYMOUS_USER_PREFIX, session, "")
+    user = pc.if_else(anonymous, pc.if_else(_is_missing(session), "", session_user), user)
+    day = pc.strptime(_strings(raw["eventdate"]), format="%Y-%m-%d", unit="s",
+                      error_is_null=True)
+    ts = pc.add(_numeric(day), pc.divide(_parse_float(_strings(raw["timeframe"])), 1000.0))
+    n = raw.num_rows
+    cols = {S.USER_ID: user, S.ITEM_ID: item, S.EVENT_TYPE: _constant("purchase", n),
+            S.TIMESTAMP: ts, S.SESSION_ID: _empty_to_null(session)}
+    if categories is not None:
+        index = pc.index_in(item, value_set=categories["itemId"])
+        cols[S.CATEGORY_ID] = pc.take(categories["categoryId"], index)
+    checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item)),
+              (BAD_TIMESTAMP, _not_finite(ts))]
+    return _assemble(cols, checks, n)
+
+
+def _s3rec(raw: pa.Table) -> pa.Table:
+    """One row per item of each line; a line without items gives one invalid row."""
+    tokens = pc.split_pattern_regex(_strings(raw["line"]), r"\s+").combine_chunks()
+    counts = pc.list_value_length(tokens).to_numpy() - 1  # items per line (first = user)
+    rows_per_line = np.maximum(counts, 1)
+    line = np.repeat(np.arange(len(counts)), rows_per_line)
+    first_row = np.cumsum(rows_per_line) - rows_per_line
+    position = np.arange(len(line)) - first_row[line]  # 0, 1, 2, ... within the line
+    has_item = counts[line] > 0
+    offsets = tokens.offsets.to_numpy()[:-1]
+    token_index = np.where(has_item, offsets[line] + 1 + position, 0)
+    values = tokens.values
+    user = pc.take(values, pa.array(offsets[line]))
+    item = pc.if_else(pa.array(has_item), pc.take(values, pa.array(token_index)),
+                      pa.scalar(None, pa.string()))
+    n = len(line)
+    cols = {S.USER_ID: user, S.ITEM_ID: item, S.EVENT_TYPE: _constant("purchase", n),
+            S.TIMESTAMP: pa.array(position.astype(np.float64))}
+    checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item))]
+    return _assemble(cols, checks, n)
+
+
+def _events(raw: pa.Table) -> pa.Table:
+    absent = [c for c in S.REQUIRED_COLUMNS if c not in raw.column_names]
+    if absent:
+        raise ValueError(f"events input lacks required column(s) {absent}; "
+                         f"it has {raw.column_names}")
+    user, item = _strings(raw[S.USER_ID]), _strings(raw[S.ITEM_ID])
+    event = pc.ascii_lower(_strings(raw[S.EVENT_TYPE]))
+    ts = _numeric(raw[S.TIMESTAMP])
+    cols = {S.USER_ID: user, S.ITEM_ID: item, S.EVENT_TYPE: event, S.TIMESTAMP: ts}
+    for name in (S.SESSION_ID, S.CATEGORY_ID):
+        if name in raw.column_names:
+            cols[name] = _empty_to_null(_strings(raw[name]))
+    checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item)),
+              (UNKNOWN_EVENT_TYPE, pc.invert(pc.is_in(event, pa.array(S.EVENT_TYPES)))),
+              (BAD_TIMESTAMP, _not_finite(ts))]
+    if S.PRICE in raw.column_names:
+        price = _numeric(raw[S.PRICE])
+        given = pc.invert(_is_missing(_strings(raw[S.PRICE])))
+        cols[S.PRICE] = price
+        checks.append((BAD_PRICE, pc.and_(given, _not_finite(price))))
+    if S.QUERY in raw.column_names:
+        query = raw[S.QUERY]
+        query = query if pa.types.is_string(query.type) else pc.cast(query, pa.string())
+        cols[S.QUERY] = pc.if_else(pc.equal(query, ""), pa.scalar(None, pa.string()), query)
+    return _assemble(cols, checks, raw.num_rows)
+
+
+def _load_diginetica_categories(data_file: str) -> pa.Table | None:
+    path = os.path.join(os.path.dirname(data_file), DIGINETICA_CATEGORIES_FILE)
+    if not os.path.isfile(path):
+        return None
+    return pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(delimiter=";", quote_char=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"itemId": pa.string(), "categoryId": pa.string()},
+            include_columns=["itemId", "categoryId"],
+        ),
+    )
+
+
+# ---------------------------------------------------------------- CSV streaming
+
+
+def _read_header(path: str) -> str | None:
+    """The first line of a (possibly compressed) text file, or None when it is empty."""
+    head = b""
+    with _Utf8Repair(path) as stream:
+        while b"\n" not in head:
+            chunk = stream.read(1 << 16)
+            if not chunk:
+                break
+            head += chunk
+    if not head.strip():
+        return None
+    return head.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+
+
+def _header_columns(path: str, fmt: str, layout: _Layout) -> tuple[str, ...]:
+    header = _read_header(path) or ""
+    if layout.quoting:  # the generic CSV: names may be quoted
+        names = tuple(n.strip().strip('"') for n in header.split(layout.delimiter))
+        return names
+    names = tuple(n.strip() for n in header.split(layout.delimiter))
+    if names != layout.columns:
+        raise ValueError(f"{path}: not a {fmt} file: header {list(names)}, "
+                         f"expected {list(layout.columns)}")
+    return names
+
+
+class _Utf8Repair(io.RawIOBase):
+    """A byte stream with invalid UTF-8 replaced by U+FFFD.
+
+    pyarrow's CSV reader fails a whole file on one invalid byte (even inside its handler
+    for wrong-column-count lines), so bytes are repaired before it sees them; the rows
+    that held them are marked ``bad_encoding`` afterwards. ASCII chunks pass untouched.
+    """
+
+    def __init__(self, path: str):
+        self._source = pa.input_stream(path)  # decompresses .gz by its name
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = memoryview(b"")
+        self.repaired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = self._source.read(1 << 20)
+            if not chunk:
+                tail = self._decoder.decode(b"", final=True).encode()
+                if not tail:
+                    return 0
+                self.repaired, self._pending = True, memoryview(tail)
+            elif chunk.isascii() and not self._decoder.getstate()[0]:
+                self._pending = memoryview(chunk)
+            else:
+                text = self._decoder.decode(chunk)
+                self.repaired = self.repaired or "\ufffd" in text
+                self._pending = memoryview(text.encode())
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
+def _mark_bad_encoding(table: pa.Table) -> pa.Table:
+    """Rows holding a repaired (U+FFFD) character get ``bad_encoding`` unless already worse."""
+    hit = pa.repeat(pa.scalar(False), table.num_rows)
+    for name in (S.USER_ID, S.ITEM_ID, S.EVENT_TYPE, S.SESSION_ID, S.CATEGORY_ID, S.QUERY):
+        hit = pc.or_(hit, pc.fill_null(pc.match_substring(table[name], "\ufffd"), False))
+    reason = table[S.INVALID_REASON]
+    keep = pc.equal(pc.fill_null(reason, ""), WRONG_COLUMN_COUNT)
+    marked = pc.if_else(pc.and_(hit, pc.invert(keep)), pa.scalar(BAD_ENCODING), reason)
+    return table.set_column(table.schema.get_field_index(S.INVALID_REASON),
+                            S.INVALID_REASON, marked)
+
+
+def _iter_csv_blocks(
+    source: _Utf8Repair, columns: tuple[str, ...], skip_rows: int, layout: _Layout,
+    block_size: int,
+) -> Iterator[tuple[pa.Table, list[str]]]:
+    """(block of string columns, raw lines with a wrong column count) pairs, file order.
+
+    pyarrow hands every line with the wrong number of fields to ``keep_bad_line`` instead
+    of failing; those lines come out beside the block that was being read, so none is lost.
+    Parsing is single-threaded: a Ray task has one CPU anyway, and only then does pyarrow
+    number the bad lines, which keeps their order (and so the output) deterministic.
+    """
+    bad_lines: list[tuple[int, str]] = []
+
+    def keep_bad_line(row) -> str:
+        bad_lines.append((row.number or 0, row.text))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(column_names=list(columns), skip_rows=skip_rows,
+                                       block_size=block_size, use_threads=False),
+        parse_options=pacsv.ParseOptions(delimiter=layout.delimiter,
+                                         quote_char='"' if layout.quoting else False,
+                                         invalid_row_handler=keep_bad_line),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                             strings_can_be_null=False),
+    )
+    for batch in reader:
+        taken = [text for _, text in sorted(bad_lines)]
+        bad_lines.clear()
+        yield pa.Table.from_batches([batch]), taken
+    if bad_lines:
+        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
+        yield empty, [text for _, text in sorted(bad_lines)]
+
+
+def _bad_lines_table(lines: list[str], columns: tuple[str, ...], layout: _Layout,
+                     convert: Converter) -> pa.Table:
+    """Best-effort parse of wrong-column-count lines, marked invalid, raw text in ``query``."""
+    fields = [line.split(layout.delimiter) for line in lines]
+    raw = pa.table({
+        name: pa.array([(f[i] if i < len(f) else "") for f in fields], pa.string())
+        for i, name in enumerate(columns)
+    })
+    table = convert(raw)
+    # s3rec may expand a line into several rows: map each row back to its line.
+    repeats = _rows_per_line(raw, table, layout)
+    reason = _constant(WRONG_COLUMN_COUNT, table.num_rows)
+    query = pa.array(np.repeat(np.array(lines, dtype=object), repeats), pa.string())
+    table = table.set_column(table.schema.get_field_index(S.QUERY), S.QUERY, query)
+    return table.set_column(table.schema.get_field_index(S.INVALID_REASON),
+                            S.INVALID_REASON, reason)
+
+
+def _rows_per_line(raw: pa.Table, table: pa.Table, layout: _Layout) -> np.ndarray:
+    if table.num_rows == raw.num_rows:
+        return np.ones(raw.num_rows, dtype=np.int64)
+    tokens = pc.split_pattern_regex(_strings(raw[layout.columns[0]]), r"\s+")
+    return np.maximum(pc.list_value_length(tokens).to_numpy(zero_copy_only=False) - 1, 1)
+
+
+def _iter_csv_file(path: str, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
+    layout = _layout(fmt)
+    if _read_header(path) is None:  # nothing but blank lines (pyarrow would refuse it)
+        return
+    columns, skip_rows = layout.columns, 0
+    if layout.has_header:
+        columns, skip_rows = _header_columns(path, fmt, layout), 1
+    convert = _converter(fmt, path)
+    # ~64 bytes per line keeps a block near batch_rows rows for these formats.
+    block_size = int(min(max(batch_rows * 64, 1 << 16), 1 << 28))
+    with _Utf8Repair(path) as source:
+        for block, bad in _iter_csv_blocks(source, columns, skip_rows, layout, block_size):
+            tables = [convert(block)] if block.num_rows else []
+            if bad:
+                tables.append(_bad_lines_table(bad, columns, layout, convert))
+            for table in tables:
+                yield _mark_bad_encoding(table) if source.repaired else table
+
+
+def _converter(fmt: str, path: str) -> Converter:
+    if fmt == "diginetica":
+        return partial(_diginetica, categories=_load_diginetica_categories(path))
+    return {"taobao": _taobao, "yoochoose": _yoochoose, "s3rec": _s3rec, "events": _events}[fmt]
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _iter_parquet_events(path: str, batch_rows: int) -> Iterator[pa.Table]:
+    parquet = pq.ParquetFile(path)
+    wanted = set(S.REQUIRED_COLUMNS) | set(S.OPTIONAL_COLUMNS)
+    columns = [name for name in parquet.schema_arrow.names if name in wanted]
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        yield _events(pa.Table.from_batches([batch]))
+
+
+def _rebatch(tables: Iterable[pa.Table], batch_rows: int) -> Iterator[pa.Table]:
+    """Regroup tables into ones of exactly ``batch_rows`` rows (the last may be shorter)."""
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    for table in tables:
+        pending.append(table)
+        pending_rows += table.num_rows
+        while pending_rows >= batch_rows:
+            merged = pa.concat_tables(pending)
+            yield merged.slice(0, batch_rows)
+            pending, pending_rows = [merged.slice(batch_rows)], pending_rows - batch_rows
+    if pending_rows:
+        yield pa.concat_tables(pending)
+
+
+def iter_file_batches(path: str, fmt: str, batch_rows: int = 1_000_000) -> Iterator[pa.Table]:
+    """One data file -> READER_SCHEMA tables of ``batch_rows`` rows (the last may be shorter).
+
+    An empty file yields nothing.
+    """
+    _layout(fmt)
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input file {path!r} does not exist")
+    if fmt == "events" and path.endswith((".parquet", ".pq")):
+        tables = _iter_parquet_events(path, batch_rows)
+    else:
+        tables = _iter_csv_file(path, fmt, batch_rows)
+    try:
+        yield from _rebatch(tables, batch_rows)
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from err
+
+
+def read_events(path: str, fmt: str) -> pa.Table:
+    """Every data file under ``path`` read into one table (small data and tests)."""
+    tables = [t for f in list_input_files(path, fmt) for t in iter_file_batches(f, fmt)]
+    return pa.concat_tables(tables) if tables else S.empty_reader_table()

@@ -1,0 +1,199 @@
+"""The networked profile and history store: Redis, for Serve replicas on many nodes.
+
+Layout under a key prefix ``P`` (default ``seqrec``):
+
+- ``P:profiles``: hash user_id -> profile JSON;
+- ``P:history:<user_id>``: sorted set, score = timestamp, member = zero-padded global
+  sequence number + ``|`` + event JSON. Members with equal scores sort by their bytes, so
+  by sequence number: ties keep insertion order, as in SQLite;
+- ``P:history_users`` (set), ``P:events`` (count of stored events), ``P:seq`` (counter).
+
+Appends run as one Lua script, so an append (with its trimming and counters) is atomic.
+Durability is the server's: an acknowledged append survives a server crash only with
+``appendonly yes`` and ``appendfsync always``; ``stats().extra["durable"]`` says whether
+the server runs that way, and a warning is logged when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import redis
+
+from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
+# The same validation and row layout as SQLite, so both backends accept the same input.
+from seqrec_ray.store.sqlite_store import _event_row, _profile_row, most_recent_per_user
+
+logger = logging.getLogger(__name__)
+
+_FIELDS = ("user_id", "item_id", "event_type", "timestamp", "session_id", "category_id",
+           "price", "query")
+
+# KEYS: seq, users, events; ARGV: history key prefix, max_history (0 = keep all), then
+# (user_id, timestamp, event JSON) triples.
+_APPEND = """
+local prefix, max = ARGV[1], tonumber(ARGV[2])
+local n = (#ARGV - 2) / 3
+local seq = redis.call('INCRBY', KEYS[1], n) - n
+local touched, removed = {}, 0
+for i = 0, n - 1 do
+  local user, ts, body = ARGV[3 + 3 * i], ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  seq = seq + 1
+  redis.call('ZADD', prefix .. user, ts, string.format('%020d', seq) .. '|' .. body)
+  redis.call('SADD', KEYS[2], user)
+  touched[prefix .. user] = true
+end
+if max > 0 then
+  for key, _ in pairs(touched) do
+    removed = removed + redis.call('ZREMRANGEBYRANK', key, 0, -max - 1)
+  end
+end
+redis.call('INCRBY', KEYS[3], n - removed)
+return n
+"""
+
+# KEYS: seq, users, events, the user's history; ARGV: user_id, then (timestamp, JSON) pairs.
+_REPLACE = """
+local old = redis.call('ZCARD', KEYS[4])
+redis.call('DEL', KEYS[4])
+local n = (#ARGV - 1) / 2
+local seq = redis.call('INCRBY', KEYS[1], n) - n
+for i = 0, n - 1 do
+  seq = seq + 1
+  local member = string.format('%020d', seq) .. '|' .. ARGV[3 + 2 * i]
+  redis.call('ZADD', KEYS[4], ARGV[2 + 2 * i], member)
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('INCRBY', KEYS[3], n - old)
+return n
+"""
+
+
+@dataclass(frozen=True)
+class RedisStoreConfig:
+    url: str
+    max_history: int | None = None
+    prefix: str = "seqrec"
+    socket_timeout_s: float = 10.0
+    pipeline_size: int = 1000  # users per round trip in bulk loads
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"url must be redis://host:port/db, got {self.url!r}")
+        if self.max_history is not None and self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {self.max_history}")
+        if not self.prefix or ":" in self.prefix:
+            raise ValueError(f"prefix must be non-empty without ':', got {self.prefix!r}")
+        if not self.socket_timeout_s > 0 or self.pipeline_size < 1:
+            raise ValueError(f"socket_timeout_s must be > 0 and pipeline_size >= 1, got "
+                             f"{self.socket_timeout_s}, {self.pipeline_size}")
+
+
+class RedisStore(ProfileStore):
+    """ProfileStore on a Redis server; any number of processes may read and write."""
+
+    def __init__(self, url: str, max_history: int | None = None, prefix: str = "seqrec",
+                 socket_timeout_s: float = 10.0):
+        self.config = RedisStoreConfig(url, max_history, prefix, socket_timeout_s)
+        self._closed = False
+        self._redis = redis.Redis.from_url(url, decode_responses=True,
+                                           socket_timeout=socket_timeout_s)
+        self._append = self._redis.register_script(_APPEND)
+        self._replace = self._redis.register_script(_REPLACE)
+        p = prefix
+        self._k_profiles, self._k_users = f"{p}:profiles", f"{p}:history_users"
+        self._k_events, self._k_seq, self._k_history = f"{p}:events", f"{p}:seq", f"{p}:history:"
+        self._durable = self._check_durability()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        c = state["config"]
+        self.__init__(c.url, c.max_history, c.prefix, c.socket_timeout_s)
+
+    @property
+    def _client(self) -> redis.Redis:
+        # redis-py would silently reconnect after close(); a closed store must refuse.
+        if self._closed:
+            raise RuntimeError(f"store {self.config.url} is closed")
+        return self._redis
+
+    def _check_durability(self) -> bool | None:
+        try:
+            config = self._client.config_get("append*")
+        except redis.ResponseError:  # managed servers may forbid CONFIG: unknown
+            return None
+        durable = config.get("appendonly") == "yes" and config.get("appendfsync") == "always"
+        if not durable:
+            logger.warning("redis at %s runs appendonly=%s appendfsync=%s: acknowledged "
+                           "appends may be lost if the server crashes", self.config.url,
+                           config.get("appendonly"), config.get("appendfsync"))
+        return durable
+
+    # -------------------------------------------------------------- profiles
+
+    def put_profiles(self, profiles: Iterable[dict[str, Any]]) -> int:
+        rows = [_profile_row(p) for p in profiles]
+        chunk = self.config.pipeline_size * 10  # keeps each HSET command a few MB at most
+        for start in range(0, len(rows), chunk):
+            self._client.hset(self._k_profiles, mapping=dict(rows[start:start + chunk]))
+        return len(rows)
+
+    def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        raw = self._client.hget(self._k_profiles, str(user_id))
+        return None if raw is None else json.loads(raw)
+
+    # -------------------------------------------------------------- history
+
+    def append_events(self, events: Sequence[StoredEvent]) -> int:
+        args: list[Any] = [self._k_history, self.config.max_history or 0]
+        for row in (_event_row(e) for e in events):
+            args += [row[0], repr(row[3]), json.dumps(row)]
+        if len(args) == 2:
+            return 0
+        return int(self._append(keys=[self._k_seq, self._k_users, self._k_events], args=args))
+
+    def get_history(self, user_id: str, limit: int) -> list[StoredEvent]:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if limit == 0:
+            return []
+        members = self._client.zrevrange(self._k_history + str(user_id), 0, limit - 1)
+        return [StoredEvent(*json.loads(m.split("|", 1)[1])) for m in reversed(members)]
+
+    def bulk_load(self, profiles: Iterable[dict[str, Any]], events: Iterable[StoredEvent],
+                  history_limit: int) -> tuple[int, int]:
+        """Upsert profiles; replace each loaded user's history by their ``history_limit``
+        most recent events. Atomic per user, not across users (unlike SQLite)."""
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be >= 1, got {history_limit}")
+        n_profiles = self.put_profiles(profiles)
+        by_user = most_recent_per_user(events, history_limit)
+        kept, users = 0, list(by_user)
+        for start in range(0, len(users), self.config.pipeline_size):
+            pipe = self._client.pipeline(transaction=False)
+            for user in users[start:start + self.config.pipeline_size]:
+                recent = by_user[user]
+                args = [user] + [x for r in recent for x in (repr(r[3]), json.dumps(r))]
+                keys = [self._k_seq, self._k_users, self._k_events, self._k_history + user]
+                self._replace(keys=keys, args=args, client=pipe)  # queued, sent below
+                kept += len(recent)
+            pipe.execute()
+        return n_profiles, kept
+
+    # -------------------------------------------------------------- housekeeping
+
+    def stats(self) -> StoreStats:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hlen(self._k_profiles).scard(self._k_users).get(self._k_events)
+        profiles, users, events = pipe.execute()
+        return StoreStats(profiles, users, int(events or 0),
+                          {"backend": "redis", "url": self.config.url, "durable": self._durable})
+
+    def close(self) -> None:
+        self._closed = True
+        self._redis.close()

@@ -1,0 +1,269 @@
+"""The embedded profile and history store: one SQLite file in WAL mode.
+
+Why these settings:
+
+- WAL lets many reader processes (Serve replicas) read while one writer appends; readers
+  never block the writer and see only committed transactions.
+- ``synchronous=FULL`` fsyncs the WAL at every commit, so an acknowledged append survives
+  a killed process and a power loss alike.
+- Writes start with ``BEGIN IMMEDIATE``: the write lock is taken up front, so concurrent
+  writers queue on the busy timeout instead of failing a read-to-write lock upgrade.
+- One connection per thread and per process (sqlite3 connections must not cross either);
+  a pickled store carries only its config and reconnects where it is unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
+
+STORE_SCHEMA_VERSION = 1
+
+_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "session_id",
+                  "category_id", "price", "query")
+
+# Statements run one by one: executescript() would commit the surrounding transaction.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL, item_id TEXT NOT NULL, event_type TEXT NOT NULL,
+        timestamp REAL NOT NULL, session_id TEXT, category_id TEXT, price REAL, query TEXT)""",
+    # An index entry ends with the rowid (seq), so this serves ORDER BY timestamp, seq.
+    "CREATE INDEX IF NOT EXISTS history_by_user_time ON history (user_id, timestamp)",
+    f"INSERT OR IGNORE INTO meta VALUES ('store_schema_version', '{STORE_SCHEMA_VERSION}')",
+)
+
+
+@dataclass(frozen=True)
+class SQLiteStoreConfig:
+    path: str
+    busy_timeout_s: float = 30.0
+    # Appends trim each touched user's history to this many most recent events; None keeps all.
+    max_history: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path or self.path == ":memory:":
+            raise ValueError(f"path must name a file (shared between processes), got {self.path!r}")
+        if not self.busy_timeout_s > 0:
+            raise ValueError(f"busy_timeout_s must be > 0, got {self.busy_timeout_s}")
+        if self.max_history is not None and self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {self.max_history}")
+
+
+class SQLiteStore(ProfileStore):
+    """ProfileStore in one SQLite file; safe for many reader processes and one writer."""
+
+    def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 30.0,
+                 max_history: int | None = None):
+        self.config = SQLiteStoreConfig(os.fspath(path), busy_timeout_s, max_history)
+        self._local = threading.local()
+        self._closed = False
+        self._connections: list[tuple[int, sqlite3.Connection]] = []  # (pid, connection)
+        self._lock = threading.Lock()
+        self._initialise()
+
+    # -------------------------------------------------------------- connections
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        config = state["config"]
+        self.__init__(config.path, config.busy_timeout_s, config.max_history)
+
+    def _connect(self) -> sqlite3.Connection:
+        """This thread's connection in this process (a forked child opens its own)."""
+        if self._closed:
+            raise RuntimeError(f"store {self.config.path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        # isolation_level=None: no implicit transactions; writes say BEGIN IMMEDIATE.
+        # check_same_thread=False only so close() may close every thread's connection;
+        # each connection is still used by the one thread that made it.
+        conn = sqlite3.connect(self.config.path, timeout=self.config.busy_timeout_s,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout_s * 1000)}")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._lock:
+            self._connections.append((os.getpid(), conn))
+        return conn
+
+    def _initialise(self) -> None:
+        conn = self._connect()
+        self._enable_wal(conn)
+        with self._write(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        version = conn.execute(
+            "SELECT value FROM meta WHERE key = 'store_schema_version'").fetchone()[0]
+        if int(version) != STORE_SCHEMA_VERSION:
+            raise ValueError(f"{self.config.path}: store schema version {version}, "
+                             f"this code reads {STORE_SCHEMA_VERSION}")
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # WAL is a property of the file; switching needs a moment with no other writer, so
+        # processes opening the same new file at once retry until one of them has done it.
+        deadline = time.monotonic() + self.config.busy_timeout_s
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode == "wal":
+                    return
+                raise sqlite3.OperationalError(f"journal_mode stayed {mode!r}")
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed (and fsynced) when the block ends."""
+        conn = conn or self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:  # e.g. an I/O error: nothing of it was acknowledged
+                conn.execute("ROLLBACK")
+            raise
+
+    # -------------------------------------------------------------- profiles
+
+    def put_profiles(self, profiles: Iterable[dict[str, Any]]) -> int:
+        rows = [_profile_row(p) for p in profiles]
+        with self._write() as conn:
+            return _upsert_profiles(conn, rows)
+
+    def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        row = self._connect().execute(
+            "SELECT profile FROM profiles WHERE user_id = ?", (str(user_id),)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # -------------------------------------------------------------- history
+
+    def append_events(self, events: Sequence[StoredEvent]) -> int:
+        rows = [_event_row(e) for e in events]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            conn.executemany(_INSERT_EVENT, rows)
+            if self.config.max_history is not None:
+                users = sorted({row[0] for row in rows})
+                conn.executemany(_TRIM_USER, [(u, u, self.config.max_history) for u in users])
+        return len(rows)
+
+    def get_history(self, user_id: str, limit: int) -> list[StoredEvent]:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        rows = self._connect().execute(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM history WHERE user_id = ? "
+            "ORDER BY timestamp DESC, seq DESC LIMIT ?", (str(user_id), limit)).fetchall()
+        return [StoredEvent(*row) for row in reversed(rows)]
+
+    def bulk_load(self, profiles: Iterable[dict[str, Any]], events: Iterable[StoredEvent],
+                  history_limit: int) -> tuple[int, int]:
+        """Load featurize output in one transaction: upsert profiles, and replace the
+        history of every user in ``events`` by their ``history_limit`` most recent events.
+
+        Users absent from ``events`` keep their history. Returns (profiles, events kept).
+        """
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be >= 1, got {history_limit}")
+        recent = most_recent_per_user(events, history_limit)
+        with self._write() as conn:
+            n_profiles = _upsert_profiles(conn, (_profile_row(p) for p in profiles))
+            conn.executemany("DELETE FROM history WHERE user_id = ?", ((u,) for u in recent))
+            rows = (row for user_rows in recent.values() for row in user_rows)
+            kept = conn.executemany(_INSERT_EVENT, rows).rowcount
+        return n_profiles, kept
+
+    # -------------------------------------------------------------- housekeeping
+
+    def stats(self) -> StoreStats:
+        conn = self._connect()
+        profiles = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+        users, events = conn.execute(
+            "SELECT COUNT(DISTINCT user_id), COUNT(*) FROM history").fetchone()
+        return StoreStats(profiles, users, events,
+                          {"backend": "sqlite", "path": self.config.path})
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for pid, conn in connections:
+            if pid == os.getpid():  # a connection inherited through fork is not ours to close
+                conn.close()
+
+
+_INSERT_EVENT = (f"INSERT INTO history ({', '.join(_EVENT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
+_TRIM_USER = ("DELETE FROM history WHERE user_id = ? AND seq IN (SELECT seq FROM history "
+              "WHERE user_id = ? ORDER BY timestamp DESC, seq DESC LIMIT -1 OFFSET ?)")
+
+
+def most_recent_per_user(events: Iterable[StoredEvent], limit: int) -> dict[str, list[tuple]]:
+    """Each user's ``limit`` most recent events as store rows, oldest first.
+
+    Ties in time keep the input order. Memory stays within about 2 * limit rows per user
+    however long the input is: a user's list is trimmed whenever it doubles.
+    """
+    kept: dict[str, list[tuple[float, int, tuple]]] = {}
+    for position, event in enumerate(events):
+        row = _event_row(event)
+        rows = kept.setdefault(row[0], [])
+        rows.append((row[3], position, row))
+        if len(rows) >= 2 * limit:
+            rows.sort(key=lambda r: r[:2])
+            del rows[:-limit]
+    out = {}
+    for user, rows in kept.items():
+        rows.sort(key=lambda r: r[:2])
+        out[user] = [row for _, _, row in rows[-limit:]]
+    return out
+
+
+def _upsert_profiles(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]]) -> int:
+    return conn.executemany(
+        "INSERT INTO profiles (user_id, profile) VALUES (?, ?) "
+        "ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile", rows).rowcount
+
+
+def _profile_row(profile: dict[str, Any]) -> tuple[str, str]:
+    if "user_id" not in profile or profile["user_id"] is None:
+        raise ValueError(f"a profile needs a user_id; got keys {sorted(profile)}")
+    return str(profile["user_id"]), json.dumps(profile, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays arrive from pyarrow/pandas conversions.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"profile value {value!r} of type {type(value).__name__} is not JSON-able")
+
+
+def _event_row(event: StoredEvent) -> tuple:
+    if not event.user_id or not event.item_id or not event.event_type:
+        raise ValueError(f"an event needs user_id, item_id and event_type; got {event}")
+    return (str(event.user_id), str(event.item_id), event.event_type, float(event.timestamp),
+            event.session_id, event.category_id,
+            None if event.price is None else float(event.price), event.query)
