@@ -29,7 +29,9 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
+        # address="local": always a fresh instance, never a cluster some other process started.
         ray.init(
+            address="local",
             num_cpus=4,
             include_dashboard=False,
             logging_level="ERROR",
