@@ -1,0 +1,272 @@
+"""Featurization on Ray Data: wires the pure stages into three streaming passes.
+
+    input files --(1 task per file: read, validate, hash-bucket users)--> WORK/buckets/B/
+    buckets     --(1 task per bucket: sort, dedupe, sessionize, profiles, counts)-->
+    driver      --(combine small per-bucket counts)--> OUTPUT/vocab/
+    buckets     --(1 task per bucket: encode)--> OUTPUT/sequences/
+
+The event log never reaches the driver: it only sees per-task counts and the
+vocabulary-sized item counts. Every event of a user lands in one bucket, so duplicates
+and sessions are handled per user without a per-user ``groupby``. Tasks read and write
+``OUTPUT`` directly, so on a multi-node cluster it must be storage every node sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import pyarrow.parquet as pq
+
+from seqrec_ray import schema as S
+from seqrec_ray.data import passes
+from seqrec_ray.data import readers
+from seqrec_ray.data import vocab as V
+from seqrec_ray.data.artifacts import (ARTIFACTS_VERSION, CATEGORIES_FILE, ITEMS_FILE,
+                                       MANIFEST, VOCAB_DIR)
+from seqrec_ray.data.profiles import ProfileConfig
+from seqrec_ray.data.sequences import SequenceConfig
+from seqrec_ray.data.validate import POSITIONAL_TIME_FORMATS, ValidateConfig
+
+WORK_DIR = "_work"
+OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, WORK_DIR)
+BYTES_PER_BUCKET = 32 << 20  # ~1M events per bucket: few buckets, few vocab loads
+
+
+_ERROR = "_error"
+
+
+class InputError(ValueError):
+    """An input file could not be read as the given format."""
+
+
+class ManifestError(RuntimeError):
+    """The row counts do not reconcile: featurization lost or invented rows."""
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    input: str
+    format: str
+    output: str
+    validate: ValidateConfig | None = None  # None: the format's default time range
+    vocab: V.VocabConfig = V.VocabConfig()
+    sequence: SequenceConfig = SequenceConfig()
+    profile: ProfileConfig | None = None  # None: time tags unless time is positional
+    num_buckets: int | None = None  # None: from the input size
+    batch_rows: int = 1_000_000
+    store: str | None = None  # store URL or SQLite path to bulk-load profiles + history
+    history_limit: int | None = None  # events per user loaded into the store (None: max_seq_len)
+    keep_work: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in readers.FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; known formats: "
+                             f"{', '.join(readers.FORMATS)}")
+        if not self.output:
+            raise ValueError("output directory must be given")
+        if self.num_buckets is not None and not 1 <= self.num_buckets <= 4096:
+            raise ValueError(f"num_buckets must be in [1, 4096], got {self.num_buckets!r}")
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows!r}")
+        if self.history_limit is not None and self.history_limit < 1:
+            raise ValueError(f"history_limit must be >= 1, got {self.history_limit!r}")
+
+    def resolved_validate(self) -> ValidateConfig:
+        return self.validate or ValidateConfig.for_format(self.format)
+
+    def resolved_profile(self) -> ProfileConfig:
+        return self.profile or ProfileConfig(time_tags=self.format not in POSITIONAL_TIME_FORMATS)
+
+
+def _auto_buckets(files: list[str]) -> int:
+    size = sum(os.path.getsize(f) for f in files)
+    return max(4, min(512, math.ceil(size / BYTES_PER_BUCKET)))
+
+
+def _fan_out(fn: Callable[..., dict], items: list[dict], input_errors: bool = False,
+             **kwargs) -> list[dict]:
+    """Run ``fn(**item, **kwargs)`` once per item as Ray Data tasks; their result dicts.
+
+    With ``input_errors``, a ValueError/OSError (a file of the wrong format, an unreadable
+    file) comes back as an InputError naming the item, instead of a Ray traceback.
+    """
+    import ray
+
+    def apply(batch):  # a one-row pyarrow batch -> its result as a JSON string
+        import pyarrow as pa
+
+        (row,) = batch.to_pylist()
+        try:
+            result = fn(**row, **kwargs)
+        except (ValueError, OSError) as err:
+            if not input_errors:
+                raise
+            result = {_ERROR: f"{type(err).__name__}: {err}"}
+        return pa.table({"result": [json.dumps(result)]})
+
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(apply, batch_size=1, batch_format="pyarrow", num_cpus=1)
+    results = [json.loads(row["result"]) for row in ds.take_all()]
+    errors = [r[_ERROR] for r in results if _ERROR in r]
+    if errors:
+        raise InputError("; ".join(errors))
+    return results
+
+
+@dataclass
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    def run(self, name: str, fn: Callable, *args, **kwargs):
+        start = time.perf_counter()
+        self.log(f"[featurize] {name} ...")
+        result = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.log(f"[featurize] {name} done in {self.seconds[name]:.1f}s")
+        return result
+
+
+def _clean_output(output: str) -> None:
+    """Remove this stage's previous outputs (only those: never the whole directory)."""
+    for part in OUTPUT_PARTS:
+        shutil.rmtree(os.path.join(output, part), ignore_errors=True)
+    if os.path.exists(os.path.join(output, MANIFEST)):
+        os.remove(os.path.join(output, MANIFEST))
+    os.makedirs(os.path.join(output, "rejects"), exist_ok=True)
+
+
+def _build_vocab(layout: passes.Layout, buckets: int, config: V.VocabConfig) -> dict:
+    paths = [layout.work_file(passes.COUNTS, b) for b in range(buckets)]
+    pairs = V.combine_counts(pq.read_table(p) for p in paths if os.path.isfile(p))
+    items, categories = V.build_vocabs(pairs, config)
+    os.makedirs(os.path.join(layout.output, VOCAB_DIR), exist_ok=True)
+    pq.write_table(items, os.path.join(layout.output, VOCAB_DIR, ITEMS_FILE))
+    pq.write_table(categories, os.path.join(layout.output, VOCAB_DIR, CATEGORIES_FILE))
+    return {"items": items.num_rows, "categories": categories.num_rows}
+
+
+def _load_store(url: str, layout: passes.Layout, buckets: int, history_limit: int) -> dict:
+    from seqrec_ray.store import StoredEvent, open_store
+
+    totals = {"profiles": 0, "events": 0}
+    with open_store(url) as store:
+        for b in range(buckets):
+            history = layout.work_file(passes.HISTORY, b)
+            if not os.path.isfile(history):
+                continue
+            profiles = pq.read_table(layout.output_file("profiles", f"{b:04d}")).to_pylist()
+            events = (StoredEvent(**row) for row in pq.read_table(history).to_pylist())
+            n_profiles, n_events = store.bulk_load(profiles, events, history_limit)
+            totals["profiles"] += n_profiles
+            totals["events"] += n_events
+    return totals
+
+
+def _sum(results: list[dict], key: str) -> int:
+    return sum(r[key] for r in results)
+
+
+def _reasons(results: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        for reason, n in r["rejected_by_reason"].items():
+            out[reason] = out.get(reason, 0) + n
+    return dict(sorted(out.items()))
+
+
+def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) -> dict:
+    """Reconcile every pass's counts; raise ManifestError naming the first mismatch."""
+    counts = {"rows_read": _sum(read, "rows_read"), "rows_rejected": _sum(read, "rows_rejected"),
+              "rows_duplicate": _sum(bucketed, "rows_duplicate")}
+    counts["rows_kept"] = _sum(bucketed, "rows_in") - counts["rows_duplicate"]
+    checks = [
+        ("rows_read == rows read-kept + rows_rejected", counts["rows_read"],
+         _sum(read, "rows_kept") + counts["rows_rejected"]),
+        ("rows bucketed == rows read-kept", _sum(bucketed, "rows_in"), _sum(read, "rows_kept")),
+        ("rows_kept == events in sequences", counts["rows_kept"], _sum(encoded, "events")),
+        ("users profiled == users with sequences", _sum(bucketed, "users"),
+         _sum(encoded, "users")),
+        ("rows_read == rows_kept + rows_rejected + rows_duplicate", counts["rows_read"],
+         counts["rows_kept"] + counts["rows_rejected"] + counts["rows_duplicate"]),
+        ("rejected_by_reason sums to rows_rejected", sum(_reasons(read).values()),
+         counts["rows_rejected"]),
+    ]
+    for name, left, right in checks:
+        if left != right:
+            raise ManifestError(f"row counts do not reconcile: {name} fails ({left} != {right})")
+    return counts
+
+
+def _data_version(files: list[str], config: FeaturizeConfig) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]
+
+
+def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print) -> dict:
+    """Featurize ``config.input`` into ``config.output``; returns the manifest.
+
+    Needs a running Ray (``ray.init`` is the caller's job). Raises FileNotFoundError /
+    ValueError for bad input before any Ray work, ManifestError if counts do not reconcile.
+    """
+    files = readers.list_input_files(config.input, config.format)
+    buckets = config.num_buckets or _auto_buckets(files)
+    layout = passes.Layout(config.output, os.path.join(config.output, WORK_DIR))
+    sequence, profile = config.sequence, config.resolved_profile()
+    history_limit = config.history_limit or sequence.max_seq_len
+    timer = _Timer(log=log)
+    _clean_output(config.output)
+    log(f"[featurize] {len(files)} input file(s), {buckets} user buckets -> {config.output}")
+
+    read = timer.run("read_validate", _fan_out, passes.read_validate_bucket,
+                     [{"path": f, "file_index": i} for i, f in enumerate(files)],
+                     input_errors=True,
+                     fmt=config.format, layout=layout, num_buckets=buckets,
+                     config=config.resolved_validate(), batch_rows=config.batch_rows)
+    reference_time = max((r["ts_max"] for r in read if r["ts_max"] is not None), default=0.0)
+    bucket_items = [{"bucket": b} for b in range(buckets)]
+    bucketed = timer.run("sequences_profiles", _fan_out, passes.sequence_bucket, bucket_items,
+                         layout=layout, sequence=sequence, profile=profile,
+                         reference_time=reference_time,
+                         history_limit=history_limit if config.store else None)
+    vocab_sizes = timer.run("vocab", _build_vocab, layout, buckets, config.vocab)
+    encoded = timer.run("encode", _fan_out, passes.encode_bucket, bucket_items, layout=layout)
+    counts = check_counts(read, bucketed, encoded)
+    store = (timer.run("store", _load_store, config.store, layout, buckets, history_limit)
+             if config.store else None)
+    if not config.keep_work:
+        shutil.rmtree(layout.work, ignore_errors=True)
+    manifest = {
+        "schema_version": S.SCHEMA_VERSION, "artifacts_version": ARTIFACTS_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": os.path.abspath(config.input), "input_files": len(files),
+        "format": config.format, **counts,
+        "rejected_by_reason": _reasons(read),
+        "users": _sum(bucketed, "users"), "sessions": _sum(bucketed, "sessions"),
+        "items": vocab_sizes["items"] - S.FIRST_ID_INDEX,
+        "categories": vocab_sizes["categories"] - S.FIRST_ID_INDEX,
+        "vocab_sizes": vocab_sizes, "split": sequence.split.describe(),
+        "max_seq_len": sequence.max_seq_len,
+        "events_in_sequences": _sum(encoded, "events_in_sequences"),
+        "time_range": [min((r["ts_min"] for r in read if r["ts_min"] is not None),
+                           default=None), reference_time if counts["rows_kept"] else None],
+        "num_buckets": buckets, "store": store,
+        "config": dataclasses.asdict(config), "stage_seconds": timer.seconds,
+        "data_version": _data_version(files, config),
+    }
+    with open(os.path.join(config.output, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2, default=str)
+    return manifest

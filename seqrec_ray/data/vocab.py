@@ -1,0 +1,151 @@
+"""Item and category vocabularies: count (item, category) pairs per block, combine the
+small partial counts, keep ids seen at least ``min_count`` times, and encode raw ids.
+
+Vocab tables (docs/contracts.md §2) hold every index from 0: row 0 ``<pad>``, row 1
+``<oov>``, real ids from 2, ordered by count (descending) then raw id, so the same counts
+always give the same indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seqrec_ray import schema as S
+
+COUNT = "count"
+ITEM_VOCAB_SCHEMA = pa.schema([("index", pa.int64()), ("raw_id", pa.string()),
+                               ("count", pa.int64()), ("category_index", pa.int64())])
+CATEGORY_VOCAB_SCHEMA = pa.schema([("index", pa.int64()), ("raw_id", pa.string()),
+                                   ("count", pa.int64())])
+PAIR_COUNTS_SCHEMA = pa.schema([(S.ITEM_ID, pa.string()), (S.CATEGORY_ID, pa.string()),
+                                (COUNT, pa.int64())])
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    min_item_count: int = 1
+    min_category_count: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("min_item_count", "min_category_count"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def string_codes(col) -> tuple[np.ndarray, pa.Array]:
+    """(int64 codes, -1 for null; the distinct values) of a string column."""
+    encoded = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray)
+                                   else col)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary
+
+
+def _take_or_null(values: pa.Array, codes: np.ndarray) -> pa.Array:
+    """values[codes] as strings, null where a code is -1."""
+    return pc.take(values.cast(pa.string()), pa.array(np.where(codes >= 0, codes, None),
+                                                     pa.int64(), from_pandas=True))
+
+
+def _pair_sums(items, categories, weights: np.ndarray | None) -> pa.Table:
+    """Sum ``weights`` (or count rows) per (item, category); hashing and integer sorts
+    instead of a string group-by, which is several times slower here."""
+    item_codes, item_values = string_codes(items)
+    cat_codes, cat_values = string_codes(categories)
+    width = len(cat_values) + 1  # slot 0: no category
+    unique, inverse = np.unique(item_codes * width + cat_codes + 1, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=weights, minlength=len(unique))
+    cat = unique % width - 1
+    return pa.table({
+        S.ITEM_ID: pc.take(item_values.cast(pa.string()), pa.array(unique // width)),
+        S.CATEGORY_ID: _take_or_null(cat_values, cat),
+        COUNT: pa.array(np.rint(sums).astype(np.int64)),
+    }, schema=PAIR_COUNTS_SCHEMA)
+
+
+def count_pairs(events: pa.Table) -> pa.Table:
+    """Events -> (item_id, category_id, count): one block's partial counts."""
+    if events.num_rows == 0:
+        return PAIR_COUNTS_SCHEMA.empty_table()
+    return _pair_sums(events[S.ITEM_ID], events[S.CATEGORY_ID], None)
+
+
+def combine_counts(partials: Iterable[pa.Table]) -> pa.Table:
+    """Sum partial pair counts (from blocks or buckets) into one table."""
+    tables = [t.cast(PAIR_COUNTS_SCHEMA) for t in partials if t.num_rows]
+    if not tables:
+        return PAIR_COUNTS_SCHEMA.empty_table()
+    pairs = pa.concat_tables(tables)
+    return _pair_sums(pairs[S.ITEM_ID], pairs[S.CATEGORY_ID],
+                      pairs[COUNT].to_numpy().astype(np.float64))
+
+
+def _lexical_rank(values: pa.Array) -> np.ndarray:
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return pc.rank(values, sort_keys="ascending").to_numpy().astype(np.int64)
+
+
+def _index_ids(codes: np.ndarray, values: pa.Array, counts: np.ndarray, min_count: int):
+    """Per distinct id: its index (-1 = oov) ordered by count desc then raw id, and the
+    vocab table columns."""
+    total = np.bincount(codes[codes >= 0], weights=counts[codes >= 0], minlength=len(values))
+    total = np.rint(total).astype(np.int64)
+    kept = np.flatnonzero(total >= min_count)
+    kept = kept[np.lexsort((_lexical_rank(values)[kept], -total[kept]))]
+    index_of = np.full(len(values), -1, dtype=np.int64)
+    index_of[kept] = np.arange(len(kept)) + S.FIRST_ID_INDEX
+    columns = {
+        "index": pa.array(np.arange(len(kept) + 2, dtype=np.int64)),
+        "raw_id": pa.concat_arrays([pa.array([S.PAD_TOKEN, S.OOV_TOKEN]),
+                                    pc.take(values.cast(pa.string()), pa.array(kept))]),
+        COUNT: pa.array(np.concatenate([[0, total.sum() - total[kept].sum()], total[kept]])),
+    }
+    return index_of, columns
+
+
+def _top_category(item_codes, cat_codes, counts, cat_rank, n_items) -> np.ndarray:
+    """Per item code, the code of its most frequent category (ties: smallest raw id); -1
+    when it has none."""
+    known = cat_codes >= 0
+    i, c, n = item_codes[known], cat_codes[known], counts[known]
+    order = np.lexsort((cat_rank[c], -n, i))
+    i, c = i[order], c[order]
+    first = np.ones(len(i), dtype=bool)
+    first[1:] = i[1:] != i[:-1]
+    top = np.full(n_items, -1, dtype=np.int64)
+    top[i[first]] = c[first]
+    return top
+
+
+def build_vocabs(pairs: pa.Table, config: VocabConfig) -> tuple[pa.Table, pa.Table]:
+    """Combined pair counts -> (item vocab, category vocab)."""
+    item_codes, items = string_codes(pairs[S.ITEM_ID])
+    cat_codes, cats = string_codes(pairs[S.CATEGORY_ID])
+    counts = pairs[COUNT].to_numpy().astype(np.float64)
+    cat_index_of, cat_columns = _index_ids(cat_codes, cats, counts, config.min_category_count)
+    item_index_of, item_columns = _index_ids(item_codes, items, counts, config.min_item_count)
+    top = _top_category(item_codes, cat_codes, counts, _lexical_rank(cats), len(items))
+    kept_items = np.flatnonzero(item_index_of >= 0)
+    kept_items = kept_items[np.argsort(item_index_of[kept_items])]
+    top = top[kept_items]
+    category = np.full(len(top), -1, dtype=np.int64)
+    category[top >= 0] = cat_index_of[top[top >= 0]]
+    item_columns["category_index"] = pa.array(np.concatenate(
+        [[S.PAD_INDEX, S.OOV_INDEX], np.where(category >= 0, category, S.OOV_INDEX)]))
+    return (pa.table(item_columns, schema=ITEM_VOCAB_SCHEMA),
+            pa.table(cat_columns, schema=CATEGORY_VOCAB_SCHEMA))
+
+
+def encode(raw: pa.Array | pa.ChunkedArray, vocab: pa.Table) -> pa.Array:
+    """Raw ids -> int64 indices; unknown, rare and null ids -> OOV (1)."""
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks()
+    known = vocab["raw_id"].combine_chunks()[S.FIRST_ID_INDEX:]
+    position = pc.index_in(raw, value_set=known)
+    return pc.fill_null(pc.add(pc.cast(position, pa.int64()), S.FIRST_ID_INDEX), S.OOV_INDEX)
