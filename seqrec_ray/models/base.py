@@ -1,0 +1,48 @@
+"""What every encoder shares: tied item scoring and the serving ``encode``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import EncoderConfig
+
+# The per-position input columns (docs/contracts.md §3); other batch keys are ignored.
+INPUT_KEYS = ("items", "event_types", "categories", "gap_buckets")
+
+
+class SequenceEncoder(nn.Module):
+    """Subclasses set ``self.embed`` (an InputEmbedding) and implement ``forward``.
+
+    ``forward(features) -> (B, T, D)``: hidden state at every position of LEFT-padded
+    ``(B, T)`` int64 inputs; the state at t depends only on real inputs at positions <= t.
+    """
+
+    config: EncoderConfig
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.embed.items.weight  # (V, D)
+
+    def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One user vector per row from the most recent (last) position: (B, D)."""
+        keep = self.config.max_len
+        trimmed = {k: features[k][:, -keep:] for k in INPUT_KEYS if k in features}
+        return self(trimmed)[:, -1]
+
+    def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores of every catalogue item for each row: (B, V)."""
+        return self.encode(features) @ self.item_embeddings().T
+
+
+def left_pad_shift(mask: torch.Tensor) -> torch.Tensor:
+    """Per-row count of leading pad positions of a LEFT-padded (B, T) bool mask: (B,)."""
+    return mask.shape[1] - mask.sum(dim=1)
+
+
+def roll_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each row of x (B, T, ...) left by shift[b] positions along dim 1."""
+    T = x.shape[1]
+    idx = (torch.arange(T, device=x.device).unsqueeze(0) + shift.unsqueeze(1)) % T  # (B, T)
+    if x.dim() == 3:
+        idx = idx.unsqueeze(-1).expand(-1, -1, x.shape[2])
+    return torch.gather(x, 1, idx)

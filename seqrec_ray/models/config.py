@@ -1,0 +1,54 @@
+"""The encoder configuration: everything needed to rebuild an encoder from a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENCODER_NAMES = ("lstm", "gru", "transformer")
+
+# Contract sizes (docs/contracts.md §2): event types 1..6 plus pad; gap buckets 1..31 plus pad.
+NUM_EVENT_TYPES = 7
+NUM_GAP_BUCKETS = 32
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape and regularisation of one sequence encoder.
+
+    ``num_items`` and ``num_categories`` count the pad (0) and oov (1) rows, as the
+    artifacts' ``vocab_sizes`` do. ``dim`` is the item-embedding width and the width of
+    the user vector (scores are tied to the item-embedding table).
+    """
+
+    encoder: str
+    num_items: int
+    num_categories: int = 2
+    max_len: int = 50
+    dim: int = 64
+    hidden: int = 128  # RNN state width (projected to ``dim``); transformer FFN width
+    num_layers: int = 1
+    num_heads: int = 2
+    dropout: float = 0.3  # inside the encoder (between RNN layers / in transformer blocks)
+    emb_dropout: float = 0.3  # on the summed input embeddings
+    norm_first: bool = False  # transformer only: pre-LN (True) or post-LN (False) blocks
+    use_event_type: bool = True
+    use_gap: bool = True
+    use_category: bool = True
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODER_NAMES:
+            raise ValueError(f"encoder must be one of {ENCODER_NAMES}, got {self.encoder!r}")
+        if self.num_items < 3:
+            raise ValueError(f"num_items must count pad, oov and >= 1 item (>= 3), got {self.num_items}")
+        if self.num_categories < 2:
+            raise ValueError(f"num_categories must count pad and oov (>= 2), got {self.num_categories}")
+        for name in ("max_len", "dim", "hidden", "num_layers", "num_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("dropout", "emb_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.encoder == "transformer" and self.dim % self.num_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")

@@ -1,0 +1,97 @@
+"""Training tasks: a loss wrapped around an encoder (the encoder never knows the loss).
+
+``task(batch) -> scalar loss`` for a batch of LEFT-padded (B, T) int64 tensors with
+``targets`` (the next item at each position; targets below 2, pad and oov, carry no loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SequenceEncoder
+
+FIRST_ITEM = 2  # item indices 0 (pad) and 1 (oov) are never predicted
+
+
+class FullSoftmaxTask(nn.Module):
+    """Cross-entropy over the whole catalogue at every position with a target."""
+
+    def __init__(self, encoder: SequenceEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
+        if targets.numel() == 0:
+            return _no_targets(h)
+        logits = h @ self.encoder.item_embeddings().T  # (N, V)
+        logits[:, :FIRST_ITEM] = float("-inf")
+        return F.cross_entropy(logits.float(), targets)
+
+
+class SampledSoftmaxTask(nn.Module):
+    """Sampled softmax with log-Q correction and accidental-hit masking.
+
+    ``num_negatives`` (K) items are drawn with replacement from ``proposal`` (q, a (V,)
+    probability vector with zero mass on pad/oov), shared by the whole batch. Each
+    negative's logit gets ``- log(K * q)``, so ``sum_j exp(logit_j) / (K q_j)`` over the
+    draws estimates the full softmax's partition sum (importance sampling, Bengio &
+    Senecal): the loss tends to full cross-entropy as K grows. The positive keeps its
+    plain logit, and a draw equal to a row's target (an accidental hit) is masked out.
+    """
+
+    def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int) -> None:
+        super().__init__()
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        self.encoder = encoder
+        self.num_negatives = num_negatives
+        self.register_buffer("log_q", torch.log(proposal.double() * num_negatives).float(), persistent=False)
+        self.register_buffer("proposal", proposal.float(), persistent=False)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self) -> torch.Tensor:
+        return torch.multinomial(self.proposal.cpu(), self.num_negatives, replacement=True, generator=self.generator)
+
+    def forward(self, batch: dict[str, torch.Tensor], negatives: torch.Tensor | None = None) -> torch.Tensor:
+        h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
+        if targets.numel() == 0:
+            return _no_targets(h)
+        neg = (self.sample() if negatives is None else negatives).to(h.device)  # (K,)
+        table = self.encoder.item_embeddings()
+        pos_logit = (h * table[targets]).sum(-1, keepdim=True)  # (N, 1)
+        neg_logit = h @ table[neg].T - self.log_q[neg]  # (N, K)
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1).float()  # (N, 1 + K)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def proposal_distribution(num_items: int, sampler: str, item_counts: torch.Tensor | None, alpha: float = 0.75) -> torch.Tensor:
+    """Negative-sampling distribution over item indices: (V,), zero on pad and oov."""
+    if sampler == "uniform":
+        weights = torch.ones(num_items, dtype=torch.float64)
+    elif sampler == "popularity":
+        if item_counts is None or len(item_counts) != num_items:
+            raise ValueError(f"popularity sampling needs item_counts of length {num_items}")
+        # Smoothed (count + 1) ** alpha (word2vec): rare items keep some mass.
+        weights = (torch.as_tensor(item_counts, dtype=torch.float64) + 1.0) ** alpha
+    else:
+        raise ValueError(f"negative sampler must be 'uniform' or 'popularity', got {sampler!r}")
+    weights[:FIRST_ITEM] = 0.0
+    return weights / weights.sum()
+
+
+def _positions_with_targets(encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states and targets of the positions that carry a loss: (N, D), (N,)."""
+    h = encoder(batch)  # (B, T, D)
+    targets = batch["targets"]  # (B, T)
+    keep = targets >= FIRST_ITEM
+    return h[keep], targets[keep]
+
+
+def _no_targets(h: torch.Tensor) -> torch.Tensor:
+    # A batch without targets still returns a (zero) loss tied to the graph, so DDP's
+    # gradient sync sees every parameter on every rank.
+    return h.sum() * 0.0

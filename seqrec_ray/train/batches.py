@@ -1,0 +1,81 @@
+"""Example tables / Ray Data numpy batches -> dicts of int64 torch tensors."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+# Variable-length list columns, padded on the right with 0 (pad is masked anyway).
+RAGGED_COLUMNS = ("history", "negatives")
+# Left-padded per-position columns (trimmed together).
+POSITION_COLUMNS = ("items", "event_types", "categories", "gap_buckets", "targets")
+
+
+def collate(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """A dict of numpy columns (as Ray Data's ``iter_torch_batches(collate_fn=...)``
+    passes them) -> int64 tensors; string columns such as ``user_id`` are dropped."""
+    out = {}
+    for name, column in batch.items():
+        array = _to_matrix(column, ragged=name in RAGGED_COLUMNS)
+        if array is not None:
+            out[name] = torch.from_numpy(array)
+    return out
+
+
+def table_to_tensors(table: pa.Table) -> dict[str, torch.Tensor]:
+    """A whole example table -> int64 tensors (one row per example)."""
+    out = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            out[name] = torch.from_numpy(_pad_lists(column))
+        elif pa.types.is_integer(column.type):
+            out[name] = torch.from_numpy(column.to_numpy().astype(np.int64))
+    return out
+
+
+def iterate_batches(
+    tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool = False, seed: int = 0
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Row batches of a tensor dict; ``shuffle`` draws a fresh order from ``seed``."""
+    n = len(next(iter(tensors.values())))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield {k: v[idx] for k, v in tensors.items()}
+
+
+def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the leading columns that are padding in every row of a LEFT-padded batch."""
+    width = max(int((batch["items"] != 0).sum(1).max()), 1)
+    return {k: (v[:, -width:] if k in POSITION_COLUMNS else v) for k, v in batch.items()}
+
+
+def _pad_lists(column: pa.Array) -> np.ndarray:
+    lengths = column.value_lengths().fill_null(0).to_numpy().astype(np.int64)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    width = int(lengths.max()) if len(lengths) else 0
+    out = np.zeros((len(lengths), max(width, 1)), dtype=np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = values
+    return out
+
+
+def _to_matrix(column: Any, ragged: bool) -> np.ndarray | None:
+    array = np.asarray(column) if not isinstance(column, np.ndarray) else column
+    if array.dtype != object:
+        return array.astype(np.int64) if np.issubdtype(array.dtype, np.integer) else None
+    if len(array) == 0 or isinstance(array[0], (str, bytes)):
+        return None
+    rows = [np.asarray(r, dtype=np.int64) for r in array]
+    width = max(1, max(len(r) for r in rows))
+    if not ragged and any(len(r) != width for r in rows):
+        raise ValueError(f"list column rows differ in length ({min(len(r) for r in rows)}..{width})")
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out

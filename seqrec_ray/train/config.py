@@ -1,0 +1,99 @@
+"""The training configuration (one frozen dataclass for the train stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqrec_ray.models import ENCODER_NAMES, EncoderConfig
+
+# Per-model defaults for the knobs left as None, each selected on Beauty's VALIDATION
+# split (valid NDCG@10) among the configurations tried (docs in the README results).
+MODEL_DEFAULTS: dict[str, dict] = {
+    "lstm": dict(dim=64, hidden=256, num_layers=1, num_heads=1, dropout=0.5, emb_dropout=0.5, norm_first=False, lr=2e-3),
+    "gru": dict(dim=64, hidden=256, num_layers=1, num_heads=1, dropout=0.5, emb_dropout=0.5, norm_first=False, lr=1e-3),
+    "transformer": dict(
+        dim=64, hidden=256, num_layers=2, num_heads=2, dropout=0.3, emb_dropout=0.3, norm_first=False, lr=1e-3
+    ),
+}
+ENCODER_KNOBS = ("dim", "hidden", "num_layers", "num_heads", "dropout", "emb_dropout", "norm_first")
+LOSSES = ("full", "sampled")
+SAMPLERS = ("uniform", "popularity")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "lstm"
+    # Model knobs: None = the model's default from MODEL_DEFAULTS.
+    dim: int | None = None
+    hidden: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    dropout: float | None = None
+    emb_dropout: float | None = None
+    norm_first: bool | None = None
+    use_event_type: bool = True
+    use_gap: bool = True
+    use_category: bool = True
+    # Loss.
+    loss: str = "full"
+    num_negatives: int = 1024
+    negative_sampler: str = "uniform"
+    # Optimisation.
+    epochs: int = 150  # an upper bound: early stopping ends runs (Beauty: 20-60 epochs)
+    batch_size: int = 256
+    lr: float | None = None  # None: the model's default (resolved on construction)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    max_len: int = 50
+    seed: int = 0
+    patience: int = 8  # epochs without a better valid NDCG@10 before stopping; 0 = never stop
+    eval_batch_size: int = 1024
+    ks: tuple[int, ...] = (5, 10, 20)
+    run_name: str = "run"
+    torch_threads: int | None = None  # None: leave torch's default
+
+    def __post_init__(self) -> None:
+        if self.model not in ENCODER_NAMES:
+            raise ValueError(f"model must be one of {ENCODER_NAMES}, got {self.model!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.negative_sampler not in SAMPLERS:
+            raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")
+        for name in ("num_negatives", "epochs", "batch_size", "max_len", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience!r}")
+        if not self.ks or any(k < 1 for k in self.ks) or 10 not in self.ks:
+            raise ValueError(f"ks must be positive and include 10 (early stopping uses NDCG@10), got {self.ks!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads!r}")
+        object.__setattr__(self, "ks", tuple(self.ks))
+        if self.lr is None:
+            object.__setattr__(self, "lr", MODEL_DEFAULTS[self.model]["lr"])
+
+    def model_knob(self, name: str):
+        """A knob's value, or the model's default when it was left as None."""
+        value = getattr(self, name)
+        return MODEL_DEFAULTS[self.model][name] if value is None else value
+
+    def encoder_config(self, vocab_sizes: dict) -> EncoderConfig:
+        """The EncoderConfig for a vocabulary (``{"items": n, "categories": n}``)."""
+        knobs = {k: self.model_knob(k) for k in ENCODER_KNOBS}
+        return EncoderConfig(
+            encoder=self.model,
+            num_items=int(vocab_sizes["items"]),
+            num_categories=int(vocab_sizes.get("categories", 2)),
+            max_len=self.max_len,
+            use_event_type=self.use_event_type,
+            use_gap=self.use_gap,
+            use_category=self.use_category,
+            **knobs,
+        )

@@ -1,0 +1,52 @@
+"""An artifacts directory loaded into memory as tensors, for the in-process loop and jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .baselines import train_item_counts
+from .batches import iterate_batches, table_to_tensors, trim_left_padding
+from .examples import eval_examples, training_windows
+
+
+@dataclass
+class TrainingData:
+    sequences: pa.Table
+    vocab_sizes: dict
+    item_counts: np.ndarray  # (V,) train-split counts
+    windows: dict[str, torch.Tensor]
+    max_len: int
+    _eval: dict
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+        # Plain random batches, trimmed to their longest window. Batching windows of
+        # similar length (faster on CPU) cost Beauty about 10% valid NDCG@10.
+        return map(trim_left_padding, iterate_batches(self.windows, batch_size, shuffle=True, seed=seed))
+
+    def eval_tensors(self, split: str) -> dict[str, torch.Tensor]:
+        if split not in self._eval:
+            tensors = table_to_tensors(eval_examples(self.sequences, split, self.max_len))
+            # Length order lets each eval batch trim its left padding (order is irrelevant).
+            order = torch.argsort((tensors["items"] != 0).sum(1), stable=True)
+            self._eval[split] = {k: v[order] for k, v in tensors.items()}
+        return self._eval[split]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        return iterate_batches(self.eval_tensors(split), batch_size)
+
+
+def load_training_data(data_dir: str | Path, max_len: int) -> TrainingData:
+    from seqrec_ray.data.artifacts import load_manifest, load_sequences
+
+    manifest = load_manifest(data_dir)
+    sequences = load_sequences(data_dir)
+    vocab_sizes = dict(manifest["vocab_sizes"])
+    counts = train_item_counts(sequences, int(vocab_sizes["items"]))
+    windows = table_to_tensors(training_windows(sequences, max_len))
+    return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {})

@@ -1,0 +1,143 @@
+"""Offline evaluation of a checkpoint on an artifacts directory, with baselines.
+
+Full-ranking metrics over the whole catalogue (S3-Rec protocol when history items are
+masked); sampled-candidate metrics only when a negatives file is given, reported in
+their own, labelled section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .baselines import BASELINES, train_item_counts
+from .batches import iterate_batches, table_to_tensors
+from .examples import eval_examples
+from .metrics import DEFAULT_KS, evaluate_scores
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    data_dir: str
+    checkpoint_dir: str
+    split: str = "test"
+    mask_history: bool = True
+    sampled_negatives: str | None = None  # S3-Rec style file: "user neg1 ... negN" per line
+    ks: tuple[int, ...] = DEFAULT_KS
+    batch_size: int = 1024
+    device: str = "cpu"
+    baselines: bool = True
+
+    def __post_init__(self) -> None:
+        if self.split not in ("valid", "test"):
+            raise ValueError(f"split must be 'valid' or 'test', got {self.split!r}")
+        for name in ("data_dir", "checkpoint_dir"):
+            if not Path(getattr(self, name)).is_dir():
+                raise ValueError(f"{name} {getattr(self, name)!r} is not a directory")
+        if self.sampled_negatives is not None and not Path(self.sampled_negatives).is_file():
+            raise ValueError(f"sampled negatives file {self.sampled_negatives!r} does not exist")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError(f"ks must be positive ints, got {self.ks!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
+
+
+def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
+    """Metrics of the checkpoint and the baselines: {"full": {name: metrics}, "sampled"?: ...}."""
+    from seqrec_ray.data.artifacts import load_sequences, load_vocab
+
+    from .checkpoint import load_checkpoint
+    from .loop import evaluate
+
+    ckpt = load_checkpoint(config.checkpoint_dir, device=config.device)
+    _check_same_vocab(load_vocab(config.data_dir).item_raw_ids, ckpt.vocab.item_raw_ids, config)
+    sequences = load_sequences(config.data_dir)
+    table = eval_examples(sequences, config.split, ckpt.model_config.max_len)
+    tensors = table_to_tensors(table)
+    result: dict[str, Any] = {
+        "split": config.split,
+        "mask_history": config.mask_history,
+        "checkpoint": str(config.checkpoint_dir),
+        "data": str(config.data_dir),
+        "model": ckpt.model_config.encoder,
+        "checkpoint_epoch": ckpt.meta.get("epoch"),
+    }
+    num_items = ckpt.model_config.num_items
+    counts = train_item_counts(sequences, num_items)
+    scorers = {name: cls(counts) for name, cls in BASELINES.items()} if config.baselines else {}
+
+    def batches():
+        return iterate_batches(tensors, config.batch_size)
+
+    model_metrics = evaluate(ckpt.model, batches(), config.ks, config.mask_history, config.device)
+    full = {"model": model_metrics.to_dict()}
+    for name, scorer in scorers.items():
+        full[name] = evaluate_scores(scorer, batches(), num_items, config.ks, config.mask_history, config.device).to_dict()
+    result["full"] = full
+    if config.sampled_negatives:
+        negatives, oov = read_sampled_negatives(config.sampled_negatives, table.column("user_id"), ckpt.vocab)
+        tensors["negatives"] = negatives
+        model_s = evaluate(ckpt.model, batches(), config.ks, config.mask_history, config.device, negatives_key="negatives")
+        sampled = {"model": model_s.to_dict()}
+        for name, scorer in scorers.items():
+            sampled[name] = evaluate_scores(
+                scorer, batches(), num_items, config.ks, config.mask_history, config.device, "negatives"
+            ).to_dict()
+        result["sampled"] = sampled
+        result["sampled_negatives"] = {"file": config.sampled_negatives, "per_user": int(negatives.shape[1]), "oov": oov}
+    return result
+
+
+def read_sampled_negatives(path: str | Path, user_ids: pa.ChunkedArray, vocab: Any) -> tuple[torch.Tensor, int]:
+    """Fixed negatives per user from ``user neg1 ... negN`` lines (raw ids), in the order
+    of ``user_ids``: ((B, N) item indices, how many negatives were out of vocabulary)."""
+    by_user: dict[str, list[str]] = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if parts:
+                by_user[parts[0]] = parts[1:]
+    users = [str(u) for u in user_ids.to_pylist()]
+    missing = [u for u in users if u not in by_user]
+    if missing:
+        raise ValueError(f"{path}: no negatives for {len(missing)} of {len(users)} users (e.g. {missing[:3]})")
+    widths = {len(by_user[u]) for u in users}
+    if len(widths) != 1:
+        raise ValueError(f"{path}: users have different numbers of negatives {sorted(widths)}")
+    idx = np.array([[vocab.item_index(raw) for raw in by_user[u]] for u in users], dtype=np.int64)
+    return torch.from_numpy(idx), int((idx < 2).sum())
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable table: one row per scorer, for the full and (if any) sampled sections."""
+    lines = [
+        f"{result['model']} checkpoint (epoch {result['checkpoint_epoch']}), split={result['split']}, "
+        f"history {'masked' if result['mask_history'] else 'not masked'}"
+    ]
+    for section, title in (("full", "full ranking over all items"), ("sampled", "SAMPLED candidates")):
+        if section not in result:
+            continue
+        rows = result[section]
+        first = next(iter(rows.values()))
+        keys = [k for k in first if "@" in k]
+        extra = f" ({result['sampled_negatives']['per_user']} negatives per user)" if section == "sampled" else ""
+        lines.append(f"\n{title}{extra}, users={first['users']}")
+        lines.append(f"{'':12s}" + "".join(f"{k:>12s}" for k in keys))
+        for name, metrics in rows.items():
+            lines.append(f"{name:12s}" + "".join(f"{metrics[k]:12.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def _check_same_vocab(data_ids: list[str], ckpt_ids: list[str], config: EvaluateConfig) -> None:
+    if list(data_ids) != list(ckpt_ids):
+        raise ValueError(
+            f"the checkpoint {config.checkpoint_dir} was trained on a different item vocabulary "
+            f"({len(ckpt_ids)} items) than {config.data_dir} ({len(data_ids)} items): evaluate on the "
+            "artifacts it was trained on"
+        )

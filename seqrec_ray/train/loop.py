@@ -1,0 +1,181 @@
+"""The pure training / evaluation steps and the in-process (no Ray) training loop.
+
+The Ray Train wrapper (ray_trainer.py) calls build_task / train_epoch / evaluate on
+each worker; ``run_in_process`` runs the same steps in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from seqrec_ray.models import build_encoder
+from seqrec_ray.models.losses import FullSoftmaxTask, SampledSoftmaxTask, proposal_distribution
+
+from .batches import trim_left_padding
+from .checkpoint import load_checkpoint, save_checkpoint, unwrap_encoder
+from .config import TrainConfig
+from .metrics import DEFAULT_KS, RankingMetrics, evaluate_scores
+
+__all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_process"]
+
+
+def build_task(
+    config: TrainConfig, vocab_sizes: dict, item_counts: np.ndarray | None = None, rank: int = 0
+) -> torch.nn.Module:
+    """The loss wrapper (``.encoder`` inside) for a vocabulary; seeded by config.seed + rank."""
+    torch.manual_seed(config.seed + rank)
+    encoder = build_encoder(config.encoder_config(vocab_sizes))
+    if config.loss == "full":
+        return FullSoftmaxTask(encoder)
+    counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
+    proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
+    return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1))
+
+
+def train_epoch(
+    task: torch.nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    autocast_dtype: torch.dtype | None = None,
+    grad_clip: float | None = None,
+) -> dict:
+    """One pass over ``batches``: {loss (mean per target position), positions, seconds, positions_per_s}."""
+    device = torch.device(device)
+    task.train()
+    total_loss, positions, start = 0.0, 0, time.perf_counter()
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        n = int((batch["targets"] >= 2).sum())
+        with _autocast(device, autocast_dtype):
+            loss = task(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(task.parameters(), grad_clip)
+        optimizer.step()
+        total_loss += float(loss.detach()) * n
+        positions += n
+    seconds = time.perf_counter() - start
+    return {
+        "loss": total_loss / positions if positions else float("nan"),
+        "positions": positions,
+        "seconds": seconds,
+        "positions_per_s": positions / seconds if seconds > 0 else 0.0,
+    }
+
+
+def evaluate(
+    encoder: torch.nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    ks: tuple[int, ...] = DEFAULT_KS,
+    mask_history: bool = True,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    negatives_key: str | None = None,
+) -> RankingMetrics:
+    """Full-ranking metrics of ``encoder`` (bare or wrapped) on eval-example batches."""
+    encoder = unwrap_encoder(encoder)
+    was_training = encoder.training
+    encoder.eval()
+    device = torch.device(device)
+
+    def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with _autocast(device, autocast_dtype):
+            return encoder.score(trim_left_padding(batch)).float()  # (B, V)
+
+    try:
+        return evaluate_scores(score, batches, encoder.config.num_items, ks, mask_history, device, negatives_key)
+    finally:
+        encoder.train(was_training)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+class EarlyStopping:
+    """Tracks the best validation score; ``should_stop`` after ``patience`` epochs without
+    improvement (patience 0 = never stop)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_score = float("-inf")
+        self.best_epoch = 0
+        self.last_epoch = 0
+
+    def update(self, score: float, epoch: int) -> bool:
+        """Record an epoch's score; True when it is a new best."""
+        self.last_epoch = epoch
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            return True
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.last_epoch - self.best_epoch >= self.patience
+
+
+def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | Path, progress: bool = True) -> dict:
+    """Train in this process (no Ray), like the Ray path: a checkpoint every epoch
+    (``latest/``), the best one by valid NDCG@10 (``best/``), curves, and the best
+    checkpoint's test metrics. Returns (and writes to ``result.json``) a summary."""
+    from .curves import save_curves
+    from .data import load_training_data
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    output_dir = Path(output_dir)
+    data = load_training_data(data_dir, config.max_len)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
+    task = build_task(config, data.vocab_sizes, data.item_counts).to(device)
+    optimizer = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    stopper, history, started = EarlyStopping(config.patience), [], time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        batches = data.train_batches(config.batch_size, seed=config.seed * 1_000_003 + epoch)
+        stats = train_epoch(task, batches, optimizer, device, autocast, config.grad_clip)
+        valid = evaluate(task, data.eval_batches("valid", config.eval_batch_size), config.ks, True, device, autocast)
+        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
+        history.append(record)
+        meta = {"epoch": epoch, "metrics": {"loss": stats["loss"], "valid": record["valid"]}}
+        save_checkpoint(output_dir / "latest", task, config, data_dir, meta, optimizer)
+        if stopper.update(record["valid"]["ndcg@10"], epoch):
+            shutil.copytree(output_dir / "latest", output_dir / "best", dirs_exist_ok=True)
+        save_curves(history, output_dir)
+        if progress:
+            print(_progress_line(record, stopper), flush=True)
+        if stopper.should_stop:
+            break
+    best = load_checkpoint(output_dir / "best", device=device).model
+    test = evaluate(best, data.eval_batches("test", config.eval_batch_size), config.ks, True, device, autocast)
+    result = {
+        "run_name": config.run_name,
+        "best_epoch": stopper.best_epoch,
+        "epochs_run": len(history),
+        "train_seconds": sum(h["seconds"] for h in history),
+        "valid": history[stopper.best_epoch - 1]["valid"],
+        "test": test.to_dict(),
+        "best_checkpoint": str(output_dir / "best"),
+    }
+    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _progress_line(record: dict, stopper: EarlyStopping) -> str:
+    v = record["valid"]
+    mark = " *" if stopper.best_epoch == record["epoch"] else ""
+    return (
+        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  valid HR@10 {v['hr@10']:.4f} "
+        f"NDCG@10 {v['ndcg@10']:.4f}  {record['positions_per_s']:,.0f} pos/s  "
+        f"{record['seconds']:.1f}s (total {record['elapsed_s']:.0f}s){mark}"
+    )
