@@ -1,0 +1,129 @@
+"""Serve a trained checkpoint on local Ray Serve and show real requests and responses.
+
+    python jobs/serve_demo.py --checkpoint runs/demo/train/best --store runs/demo/store.db \
+        --artifacts runs/demo/artifacts [--keep-serving]
+
+Starts a local Ray + Serve (HTTP on 127.0.0.1:8000), deploys the app that
+serve_configs/local.yaml describes, then: GET /version, POST /recommend for a user with
+history, POST /events (that user carts an item), POST /recommend again (the answer reflects
+the event, no retraining), POST /recommend for an unknown user (cold start). With
+--keep-serving it then blocks until Ctrl-C; otherwise it shuts Serve and Ray down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+@dataclass(frozen=True)
+class ServeDemoConfig:
+    checkpoint: Path
+    store: str
+    artifacts: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    keep_serving: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.checkpoint / "model.pt").is_file():
+            raise ValueError(f"--checkpoint {self.checkpoint} holds no model.pt: not a checkpoint directory")
+        if not (self.artifacts / "manifest.json").is_file():
+            raise ValueError(f"--artifacts {self.artifacts} holds no manifest.json: not a featurize output")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"--port must be in 1..65535, got {self.port}")
+
+
+def parse_args(argv: list[str] | None) -> ServeDemoConfig:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--store", required=True, help="SQLite path or store URL loaded by featurize --store")
+    p.add_argument("--artifacts", required=True, type=Path, help="featurize output (picks a demo user)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--keep-serving", action="store_true", help="block until Ctrl-C after the demo requests")
+    a = p.parse_args(argv)
+    try:
+        return ServeDemoConfig(a.checkpoint, a.store, a.artifacts, a.host, a.port, a.keep_serving)
+    except ValueError as err:
+        p.error(str(err))
+
+
+def pick_demo_user(artifacts: Path) -> str:
+    """The user with the longest history: the most interesting recommendations."""
+    import pyarrow.compute as pc
+
+    from seqrec_ray.data.artifacts import load_sequences
+
+    seqs = load_sequences(artifacts).select(["user_id", "items"])
+    lengths = pc.list_value_length(seqs["items"])
+    return seqs["user_id"][pc.index(lengths, pc.max(lengths)).as_py()].as_py()
+
+
+def show(client, method: str, path: str, body=None) -> dict:
+    started = time.perf_counter()
+    response = client.request(method, path, json=body)
+    ms = 1000 * (time.perf_counter() - started)
+    print(f"\n$ curl -s -X {method} http://{client.base_url.host}:{client.base_url.port}{path}"
+          + (f" -H 'content-type: application/json' -d '{json.dumps(body)}'" if body is not None else ""))
+    print(f"# HTTP {response.status_code} in {ms:.0f} ms")
+    print(json.dumps(response.json(), indent=2)[:3000])
+    response.raise_for_status()
+    return response.json()
+
+
+def run_requests(cfg: ServeDemoConfig) -> None:
+    import httpx
+
+    user = pick_demo_user(cfg.artifacts)
+    with httpx.Client(base_url=f"http://{cfg.host}:{cfg.port}", timeout=60) as client:
+        show(client, "GET", "/version")
+        first = show(client, "POST", "/recommend", {"user_id": user, "k": 5})
+        carted = first["items"][-1]["item_id"]
+        show(client, "POST", "/events", [{"user_id": user, "item_id": carted, "event_type": "cart"}])
+        second = show(client, "POST", "/recommend", {"user_id": user, "k": 5})
+        before = [i["item_id"] for i in first["items"]]
+        after = [i["item_id"] for i in second["items"]]
+        print(f"\n# after carting {carted}: top-5 {'changed' if before != after else 'unchanged'}: {before} -> {after}")
+        show(client, "POST", "/recommend", {"user_id": "a-user-nobody-has-seen", "k": 3})
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    import ray
+    from ray import serve
+
+    from seqrec_ray.serve.app import AppArgs, build_app
+
+    # 4 logical CPUs at least: the four deployments ask for one each by default.
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    try:
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        print(f"[serve] deploying {cfg.checkpoint} on http://{cfg.host}:{cfg.port} ...", flush=True)
+        started = time.perf_counter()
+        app = build_app(AppArgs(checkpoint=str(cfg.checkpoint), store=cfg.store, device="cpu"))
+        serve.run(app, name="seqrec", route_prefix="/")
+        print(f"[serve] ready in {time.perf_counter() - started:.0f} s; OpenAPI schema at /docs", flush=True)
+        run_requests(cfg)
+        if cfg.keep_serving:
+            print(f"\n[serve] serving on http://{cfg.host}:{cfg.port} until Ctrl-C", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The serving configuration: one frozen dataclass shared by every deployment."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+DEVICES = ("auto", "cpu", "cuda")
+SCORE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where the model and store live, and the limits every request is held to.
+
+    ``checkpoint`` is a checkpoint directory (docs/contracts.md §3); ``store`` a store URL
+    for ``seqrec_ray.store.open_store`` (``sqlite:///path.db``, a plain path, or
+    ``redis://host:port/db``). ``api_key`` None means the endpoint is open.
+    """
+
+    checkpoint: str
+    store: str
+    api_key: str | None = None
+    device: str = "auto"  # encoder and ranker: "auto" = cuda when available
+    history_limit: int = 200  # events fetched per user; the encoder keeps its max_len of them
+    max_k: int = 100
+    max_items: int = 1000  # candidates per /rank request
+    max_events: int = 1000  # events per /events request
+    max_categories: int = 100
+    max_body_bytes: int = 1 << 20
+    reasons_per_item: int = 2
+    encoder_batch_size: int = 32
+    ranker_batch_size: int = 32
+    batch_wait_s: float = 0.0  # 0: no waiting at low load; under load batches form from the queue
+    torch_threads: int | None = None  # None: leave torch's default (Ray sets it from num_cpus)
+    score_dtype: str = "float32"  # "bfloat16": half-size full-catalogue pass, exact rescoring
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint", "store"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or len(self.api_key) < 8):
+            raise ValueError("api_key must be a string of at least 8 characters (or None for an open endpoint)")
+        if self.score_dtype not in SCORE_DTYPES:
+            raise ValueError(f"score_dtype must be one of {SCORE_DTYPES}, got {self.score_dtype!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        for name in (
+            "history_limit", "max_k", "max_items", "max_events", "max_categories",
+            "max_body_bytes", "reasons_per_item", "encoder_batch_size", "ranker_batch_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.batch_wait_s, (int, float)) and math.isfinite(self.batch_wait_s) and 0 <= self.batch_wait_s <= 1):
+            raise ValueError(f"batch_wait_s must be in [0, 1] seconds, got {self.batch_wait_s!r}")
+        if self.torch_threads is not None and (not isinstance(self.torch_threads, int) or self.torch_threads < 1):
+            raise ValueError(f"torch_threads must be a positive int or None, got {self.torch_threads!r}")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible to this process, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no GPU is visible to this replica")
+    return device

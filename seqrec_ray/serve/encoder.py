@@ -1,0 +1,52 @@
+"""SequenceEncoder deployment: stored histories -> user vectors, batched across requests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from ray import serve
+
+from .config import ServeConfig, resolve_device
+from .model import ServingModel, encode_histories, load_serving_model
+
+logger = logging.getLogger("ray.serve")
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+class SequenceEncoder:
+    """Holds one checkpoint; ``reconfigure({"checkpoint": path})`` swaps it in place.
+
+    A swap loads the new model fully before replacing the old one, so requests in flight
+    finish on the model they started with and none fails during a roll-out.
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        self._config = config
+        self._device = resolve_device(config.device)
+        if config.torch_threads is not None:
+            torch.set_num_threads(config.torch_threads)
+        self._model: ServingModel = load_serving_model(config.checkpoint, self._device)
+        self.encode.set_max_batch_size(config.encoder_batch_size)
+        self.encode.set_batch_wait_timeout_s(config.batch_wait_s)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        path = (user_config or {}).get("checkpoint")
+        if path and str(path) != self._model.key:
+            self._model = load_serving_model(str(path), self._device)
+            logger.info("SequenceEncoder now serves %s", self._model.key)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def encode(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """One call per user; Serve gathers concurrent calls into ``histories``."""
+        model = self._model  # the whole batch uses one model even if a swap lands meanwhile
+        vectors = encode_histories(model, histories)  # (B, D)
+        # ``used``: how many of the latest events the model saw (for the ranker's reasons).
+        return [
+            {"vector": v, "checkpoint": model.key, "used": min(len(h), model.max_len)}
+            for v, h in zip(vectors, histories)
+        ]
+
+    def version(self) -> dict[str, Any]:
+        return {**self._model.info, "device": self._device}

@@ -1,0 +1,71 @@
+"""A user's stored history (raw ids) -> the encoder's LEFT-padded index features.
+
+The per-event features follow featurize exactly (docs/contracts.md §2), so a history
+served from the store looks to the model like the sequences it was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from seqrec_ray.schema import EVENT_TYPE_INDEX
+
+from .catalogue import ItemVocab
+
+FEATURE_KEYS = ("items", "event_types", "categories", "gap_buckets")
+FIRST_EVENT_BUCKET = 1
+MAX_GAP_BUCKET = 31
+
+
+def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
+    """(N,) float seconds, oldest first -> (N,) int64 buckets.
+
+    1 for the first event; else 2 + floor(log2(1 + gap_seconds)) capped at 31. A clock
+    that runs backwards (gap < 0) counts as no gap rather than an error.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if ts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    gaps = np.maximum(np.diff(ts), 0.0)
+    rest = np.minimum(2 + np.floor(np.log2(1.0 + gaps)), MAX_GAP_BUCKET).astype(np.int64)
+    return np.concatenate([[FIRST_EVENT_BUCKET], rest]).astype(np.int64)
+
+
+def history_features(history: Sequence[Mapping[str, Any]], vocab: ItemVocab, max_len: int) -> dict[str, np.ndarray]:
+    """Events (oldest first, ``StoredEvent.as_dict()`` shape) -> the last ``max_len`` positions.
+
+    Unknown items map to OOV (1). As in featurize, an event's category is its own
+    ``category_id`` (OOV when unknown) and, for an event without one, its item's category. Gaps are computed over the whole
+    fetched history before truncation, so the oldest kept event keeps its real gap.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    items = vocab.item_indices(str(e["item_id"]) for e in history)
+    types = np.fromiter((EVENT_TYPE_INDEX.get(e["event_type"], 0) for e in history), dtype=np.int64)
+    categories = vocab.item_category[items].copy()
+    for i, event in enumerate(history):
+        if event.get("category_id") is not None:
+            categories[i] = vocab.category_index(str(event["category_id"]))
+    gaps = gap_buckets(np.fromiter((float(e["timestamp"]) for e in history), dtype=np.float64))
+    keep = slice(max(0, len(history) - max_len), None)
+    return {"items": items[keep], "event_types": types[keep], "categories": categories[keep], "gap_buckets": gaps[keep]}
+
+
+def left_pad(rows: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Per-user feature rows of different lengths -> (B, T) int64 tensors, LEFT-padded with 0.
+
+    T is the longest row, so the last column is every user's most recent event.
+    """
+    width = max(1, max(len(r["items"]) for r in rows))
+    out = {}
+    for key in FEATURE_KEYS:
+        matrix = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
+        for b, row in enumerate(rows):
+            n = len(row[key])
+            if n:
+                matrix[b, width - n :] = row[key]
+        out[key] = torch.from_numpy(matrix)
+    return out

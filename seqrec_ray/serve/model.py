@@ -1,0 +1,84 @@
+"""One checkpoint as the serving deployments hold it: encoder, vocabulary, version."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .catalogue import ItemVocab
+from .features import history_features, left_pad
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    key: str  # the resolved checkpoint path: encoder and ranker agree on a model through it
+    encoder: torch.nn.Module  # eval mode, on ``device``
+    vocab: ItemVocab
+    info: dict[str, Any]  # what /version reports
+    max_len: int
+    device: str
+
+
+def load_serving_model(path: str, device: str) -> ServingModel:
+    """Load a checkpoint directory (weights_only) for serving on ``device``."""
+    from seqrec_ray.train.checkpoint import load_checkpoint
+
+    ckpt_dir = Path(path).expanduser().resolve()
+    if not ckpt_dir.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {ckpt_dir} does not exist")
+    loaded = load_checkpoint(ckpt_dir, device=device)
+    vocab = ItemVocab.from_vocab(loaded.vocab)
+    if vocab.num_items != loaded.model_config.num_items:
+        raise ValueError(
+            f"{ckpt_dir}: vocabulary has {vocab.num_items} items but the model was built for "
+            f"{loaded.model_config.num_items}"
+        )
+    info = version_info(ckpt_dir, loaded.meta, loaded.model_config, vocab)
+    return ServingModel(str(ckpt_dir), loaded.model, vocab, info, loaded.model_config.max_len, device)
+
+
+def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: ItemVocab) -> dict[str, Any]:
+    return {
+        "checkpoint": str(ckpt_dir),
+        "encoder": model_config.encoder,
+        "dim": model_config.dim,
+        "max_len": model_config.max_len,
+        "run_name": meta.get("run_name"),
+        "epoch": meta.get("epoch"),
+        "created_at": meta.get("created_at"),
+        "metrics": meta.get("metrics", {}),
+        "data_version": meta.get("data_version"),
+        "vocab": {
+            "items": vocab.num_items,
+            "categories": len(vocab.category_raw_ids),
+            "sha256": _vocab_hash(ckpt_dir / "vocab"),
+        },
+    }
+
+
+def model_label(info: dict[str, Any]) -> str:
+    """Short name of a model for responses, e.g. ``lstm:run@3``."""
+    return f"{info['encoder']}:{info.get('run_name')}@{info.get('epoch')}"
+
+
+def _vocab_hash(vocab_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(vocab_dir.glob("*.parquet")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@torch.inference_mode()
+def encode_histories(model: ServingModel, histories: list[list[dict[str, Any]]]) -> np.ndarray:
+    """Users' stored histories (oldest first, each non-empty) -> (B, D) float32 user vectors."""
+    if any(len(h) == 0 for h in histories):
+        raise ValueError("every history must hold at least one event (empty ones are a cold start)")
+    rows = [history_features(h, model.vocab, model.max_len) for h in histories]
+    features = {k: v.to(model.device) for k, v in left_pad(rows).items()}  # (B, T)
+    return model.encoder.encode(features).float().cpu().numpy()  # (B, D)

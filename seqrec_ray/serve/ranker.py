@@ -1,0 +1,94 @@
+"""Ranker deployment: user vector -> top-k over the catalogue, or a re-ranked candidate list."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import serve
+
+from .config import ServeConfig, resolve_device
+from .model import load_serving_model
+from .ranking import RankerModel, RecommendQuery, rank_items, recommend_batch
+
+logger = logging.getLogger("ray.serve")
+
+# Checkpoints kept loaded: the current one and the one before it, so requests encoded by
+# an encoder replica that has not yet switched during a roll-out still rank consistently.
+KEEP_MODELS = 2
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+class Ranker:
+    """Scores with the item table of the same checkpoint the user vector came from."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self._config = config
+        self._device = resolve_device(config.device)
+        if config.torch_threads is not None:
+            torch.set_num_threads(config.torch_threads)
+        self._models: OrderedDict[str, RankerModel] = OrderedDict()
+        self._current = self._load(config.checkpoint)
+        self.recommend.set_max_batch_size(config.ranker_batch_size)
+        self.recommend.set_batch_wait_timeout_s(config.batch_wait_s)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        path = (user_config or {}).get("checkpoint")
+        if path:
+            self._current = self._load(str(path))
+            logger.info("Ranker now serves %s", self._current.key)
+
+    def _load(self, path: str) -> RankerModel:
+        key = str(load_key(path))
+        if key not in self._models:
+            serving = load_serving_model(path, self._device)
+            self._models[key] = RankerModel.from_serving(serving, self._config.score_dtype)
+        self._models.move_to_end(key)
+        while len(self._models) > KEEP_MODELS:
+            self._models.popitem(last=False)
+        return self._models[key]
+
+    def _model_for(self, checkpoint: str | None) -> RankerModel:
+        # A vector from a checkpoint this replica has not loaded yet (the encoder switched
+        # first): load it on demand rather than score it against the wrong item table.
+        if checkpoint is None or checkpoint == self._current.key:
+            return self._current
+        return self._models.get(checkpoint) or self._load(checkpoint)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def recommend(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each request: RecommendQuery fields plus ``checkpoint`` (None for a cold start)."""
+        groups: dict[str, tuple[RankerModel, list[int]]] = {}
+        for i, r in enumerate(requests):
+            model = self._model_for(r.get("checkpoint"))
+            groups.setdefault(model.key, (model, []))[1].append(i)
+        out: list[dict[str, Any]] = [{}] * len(requests)
+        for model, members in groups.values():
+            queries = [_query(requests[i]) for i in members]
+            for i, items in zip(members, recommend_batch(model, queries, self._config.reasons_per_item)):
+                out[i] = {"items": items, "model": model.label}
+        return out
+
+    async def rank(self, request: dict[str, Any]) -> dict[str, Any]:
+        model = self._model_for(request.get("checkpoint"))
+        return {"items": rank_items(model, request.get("vector"), request["items"]), "model": model.label}
+
+    def version(self) -> dict[str, Any]:
+        return {"current": self._current.key, "loaded": list(self._models), "device": self._device}
+
+
+def load_key(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def _query(r: dict[str, Any]) -> RecommendQuery:
+    return RecommendQuery(
+        k=r["k"],
+        vector=r.get("vector"),
+        exclude=tuple(r.get("exclude", ())),
+        categories=None if r.get("categories") is None else tuple(r["categories"]),
+        history=tuple((h[0], h[1]) for h in r.get("history", ())),
+    )

@@ -1,0 +1,269 @@
+"""Pure scoring for the Ranker: masked top-k, candidate re-ranking, popularity, reasons.
+
+No Ray here; the Ranker deployment only batches requests into these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from seqrec_ray.schema import FIRST_ID_INDEX
+
+from .catalogue import ItemVocab
+from .config import SCORE_DTYPES
+from .model import ServingModel, model_label
+
+# How a reason names an event; stronger signals first when one item has several events.
+VERBS = {"purchase": "bought", "cart": "carted", "fav": "favourited", "click": "clicked", "view": "viewed", "search": "searched for"}
+STRENGTH = {name: i for i, name in enumerate(VERBS)}
+TOPK_CHUNK = 1024
+SHORTLIST_MARGIN = 64  # extra bfloat16 candidates rescored exactly per request
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What one request may not see: item indices to drop and allowed category indices."""
+
+    exclude: np.ndarray  # (E,) int64 item indices
+    categories: np.ndarray | None = None  # (C,) int64; None = every category
+
+
+def mask_invalid(scores: torch.Tensor, filters: Sequence[Filter], item_category: torch.Tensor) -> torch.Tensor:
+    """Set pad, oov, excluded and off-category items to -inf, in place. scores: (B, V)."""
+    scores[:, :FIRST_ID_INDEX] = float("-inf")
+    for b, f in enumerate(filters):
+        if len(f.exclude):
+            scores[b, torch.from_numpy(f.exclude).to(scores.device)] = float("-inf")
+        if f.categories is not None:
+            allowed = torch.isin(item_category, torch.from_numpy(f.categories).to(item_category.device))  # (V,)
+            scores[b].masked_fill_(~allowed, float("-inf"))
+    return scores
+
+
+def top_k(
+    scores: torch.Tensor, ks: Sequence[int], filters: Sequence[Filter], item_category: torch.Tensor
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row the best ``ks[b]`` allowed items: (indices, scores), best first.
+
+    Fewer than k come back when fewer items pass the filters; masked items never do.
+    """
+    scores = mask_invalid(scores, filters, item_category)  # (B, V)
+    out = []
+    for row, k in zip(scores, ks):
+        values, indices = row_top_k(row, k)
+        values, indices = values.float().cpu().numpy(), indices.cpu().numpy()
+        keep = np.isfinite(values)
+        out.append((indices[keep].astype(np.int64), values[keep].astype(np.float64)))
+    return out
+
+
+def row_top_k(row: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k (values, indices) of one score row (V,), best first.
+
+    torch.topk over a million scores costs ~6 ms on one CPU core; one pass of per-chunk
+    maxima plus two tiny top-ks costs ~1 ms. Exact: each of the k best scores lies in a
+    chunk whose maximum is at least the k-th best, and at most k chunks have such a maximum.
+    """
+    k = min(k, row.shape[0])
+    if row.shape[0] <= 4 * k * chunk:
+        return torch.topk(row, k)
+    full = row.shape[0] - row.shape[0] % chunk
+    chunks = row[:full].view(-1, chunk)  # (C, chunk), a view: no copy of the row
+    best = torch.topk(chunks.amax(dim=1), k).indices  # (k,) chunks holding the top k
+    candidates = torch.cat([(best.unsqueeze(1) * chunk + torch.arange(chunk, device=row.device)).reshape(-1),
+                            torch.arange(full, row.shape[0], device=row.device)])  # (k * chunk + tail,)
+    values, j = torch.topk(row[candidates], k)
+    return values, candidates[j]
+
+
+def popular(counts: torch.Tensor, k: int, f: Filter, item_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Cold start: the most frequent allowed items, scored by their training-log count."""
+    return top_k(counts.to(torch.float32).unsqueeze(0).clone(), [k], [f], item_category)[0]
+
+
+def rank_candidates(
+    user: torch.Tensor | None, embeddings: torch.Tensor, candidates: np.ndarray, counts: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank the given candidate indices (N,): (order into candidates, score per candidate).
+
+    Known items are scored by ``user @ item`` (by popularity when ``user`` is None, a cold
+    start); unknown ones (index < 2) get score NaN and go last in their given order.
+    """
+    idx = torch.from_numpy(candidates).to(embeddings.device)
+    known = candidates >= FIRST_ID_INDEX
+    if user is None:
+        scores = counts[idx].to(torch.float64).cpu().numpy()
+    else:
+        scores = (embeddings[idx] @ user).to(torch.float64).cpu().numpy()  # (N,)
+    scores = np.where(known, scores, np.nan)
+    # Stable sort: known by score descending, then unknown in their given order.
+    order = np.lexsort((np.arange(len(candidates)), -np.nan_to_num(scores, nan=-np.inf), ~known))
+    return order, scores
+
+
+def explain(
+    recommended: np.ndarray,
+    history_items: np.ndarray,
+    history_types: Sequence[str],
+    embeddings: torch.Tensor,
+    per_item: int,
+) -> list[list[tuple[int, str, float]]]:
+    """For each recommended item (K,), the history items most similar to it.
+
+    Returns per item up to ``per_item`` (history item index, event type, cosine) with a
+    positive cosine, strongest first, never the item itself. One entry per history item, under its strongest
+    event type (a purchase says more than a view of the same item).
+    """
+    strongest: dict[int, str] = {}
+    for item, event_type in zip(history_items.tolist(), history_types):
+        if item < FIRST_ID_INDEX:
+            continue  # unknown items have no meaningful embedding to compare
+        if item not in strongest or STRENGTH.get(event_type, 99) < STRENGTH.get(strongest[item], 99):
+            strongest[item] = event_type
+    if not strongest or len(recommended) == 0:
+        return [[] for _ in recommended]
+    hist = torch.tensor(list(strongest), dtype=torch.int64, device=embeddings.device)
+    rec = torch.nn.functional.normalize(embeddings[torch.from_numpy(recommended).to(embeddings.device)], dim=1)  # (K, D)
+    past = torch.nn.functional.normalize(embeddings[hist], dim=1)  # (H, D)
+    sims = (rec @ past.T).cpu().numpy()  # (K, H)
+    hist_list = hist.cpu().tolist()
+    out = []
+    for rec_item, row in zip(recommended.tolist(), sims):
+        # An item never explains itself: "viewed X" as the reason for X says nothing.
+        best = [j for j in np.argsort(-row, kind="stable") if row[j] > 0 and hist_list[j] != rec_item]
+        out.append([(hist_list[j], strongest[hist_list[j]], float(row[j])) for j in best[:per_item]])
+    return out
+
+
+def reason_text(contributions: Sequence[tuple[str, str, float]]) -> str:
+    """[(raw item id, event type, weight)] -> e.g. "viewed X, carted Y"."""
+    if not contributions:
+        return "recommended from your overall activity"
+    return ", ".join(f"{VERBS.get(t, t)} {raw}" for raw, t, _ in contributions)
+
+
+@dataclass(frozen=True)
+class RankerModel:
+    """What ranking needs from a checkpoint, on the ranker's device.
+
+    ``fast_table`` (optional, bfloat16): a half-size copy of the item table for the
+    full-catalogue pass, which reads every row per request and is bound by memory
+    bandwidth on CPU. Its shortlist is rescored exactly with the float32 table.
+    """
+
+    key: str
+    label: str
+    embeddings: torch.Tensor  # (V, D) float32
+    item_category: torch.Tensor  # (V,) int64
+    counts: torch.Tensor  # (V,) int64
+    vocab: ItemVocab
+    fast_table: torch.Tensor | None = None  # (V, D) bfloat16
+
+    @classmethod
+    def from_serving(cls, model: ServingModel, score_dtype: str = "float32") -> "RankerModel":
+        with torch.no_grad():
+            embeddings = model.encoder.item_embeddings().detach().float().contiguous()
+        device = embeddings.device
+        return cls(
+            key=model.key,
+            label=model_label(model.info),
+            embeddings=embeddings,
+            item_category=torch.tensor(model.vocab.item_category, dtype=torch.int64, device=device),
+            counts=torch.tensor(model.vocab.item_counts, dtype=torch.int64, device=device),
+            vocab=model.vocab,
+            fast_table=fast_table(embeddings, score_dtype),
+        )
+
+
+def fast_table(embeddings: torch.Tensor, score_dtype: str) -> torch.Tensor | None:
+    if score_dtype not in SCORE_DTYPES:
+        raise ValueError(f"score_dtype must be one of {SCORE_DTYPES}, got {score_dtype!r}")
+    return embeddings.to(torch.bfloat16).contiguous() if score_dtype == "bfloat16" else None
+
+
+def catalogue_top_k(
+    model: RankerModel, users: torch.Tensor, ks: Sequence[int], filters: Sequence[Filter]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-k over the whole catalogue for each user row (B, D), with exact float32 scores.
+
+    With a bfloat16 fast table the pass keeps k + SHORTLIST_MARGIN per row, then ranks
+    that shortlist by exact scores: results differ from pure float32 only if rounding
+    pushed a true top-k item below the shortlist's end.
+    """
+    if model.fast_table is None:
+        return top_k(users @ model.embeddings.T, ks, filters, model.item_category)  # (B, V) scores
+    scores = users.to(torch.bfloat16) @ model.fast_table.T  # (B, V) bfloat16, ranked as is
+    shortlists = top_k(scores, [k + SHORTLIST_MARGIN for k in ks], filters, model.item_category)
+    out = []
+    for user, k, (idx, _) in zip(users, ks, shortlists):
+        exact = (model.embeddings[torch.from_numpy(idx).to(user.device)] @ user).double().cpu().numpy()  # (S,)
+        order = np.argsort(-exact, kind="stable")[:k]
+        out.append((idx[order], exact[order]))
+    return out
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    k: int
+    vector: np.ndarray | None  # (D,) user vector; None = cold start (popular items)
+    exclude: tuple[str, ...] = ()  # raw item ids never to return (e.g. purchased)
+    categories: tuple[str, ...] | None = None  # raw category ids to draw from
+    history: tuple[tuple[str, str], ...] = ()  # (raw item id, event type), for reasons
+
+
+def recommend_batch(model: RankerModel, queries: Sequence[RecommendQuery], per_item: int) -> list[list[dict]]:
+    """Top-k raw items with scores and reasons for each query; one matmul for the warm ones."""
+    filters = [_filter(model, q) for q in queries]
+    results: list[list[tuple[np.ndarray, np.ndarray]] | None] = [None] * len(queries)
+    warm = [i for i, q in enumerate(queries) if q.vector is not None]
+    if warm:
+        users = torch.from_numpy(np.stack([queries[i].vector for i in warm])).to(model.embeddings)  # (B, D)
+        picks = catalogue_top_k(model, users, [queries[i].k for i in warm], [filters[i] for i in warm])
+        for i, pick in zip(warm, picks):
+            results[i] = pick
+    out = []
+    for q, f, res in zip(queries, filters, results):
+        indices, scores = res if res is not None else popular(model.counts, q.k, f, model.item_category)
+        out.append(_with_reasons(model, q, indices, scores, per_item))
+    return out
+
+
+def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[str]) -> list[dict]:
+    """Exactly ``items``, best first; unknown items last in their given order (score None)."""
+    candidates = model.vocab.item_indices(items)
+    user = None if vector is None else torch.from_numpy(np.asarray(vector)).to(model.embeddings)
+    order, scores = rank_candidates(user, model.embeddings, candidates, model.counts)
+    return [
+        {
+            "item_id": items[j],
+            "score": None if np.isnan(scores[j]) else float(scores[j]),
+            "known": bool(candidates[j] >= FIRST_ID_INDEX),
+        }
+        for j in order
+    ]
+
+
+def _filter(model: RankerModel, q: RecommendQuery) -> Filter:
+    exclude = model.vocab.item_indices(q.exclude)
+    categories = None if q.categories is None else np.asarray(model.vocab.known_categories(q.categories), dtype=np.int64)
+    return Filter(exclude=exclude[exclude >= FIRST_ID_INDEX], categories=categories)
+
+
+def _with_reasons(model: RankerModel, q: RecommendQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
+    if q.vector is None:
+        return [
+            {"item_id": model.vocab.item_raw_ids[i], "score": float(s), "reason": "popular item", "because": []}
+            for i, s in zip(indices.tolist(), scores.tolist())
+        ]
+    history_items = model.vocab.item_indices(raw for raw, _ in q.history)
+    contributions = explain(indices, history_items, [t for _, t in q.history], model.embeddings, per_item)
+    out = []
+    for i, s, contrib in zip(indices.tolist(), scores.tolist(), contributions):
+        because = [{"item_id": model.vocab.item_raw_ids[h], "event_type": t, "weight": w} for h, t, w in contrib]
+        reason = reason_text([(b["item_id"], b["event_type"], b["weight"]) for b in because])
+        out.append({"item_id": model.vocab.item_raw_ids[i], "score": float(s), "reason": reason, "because": because})
+    return out

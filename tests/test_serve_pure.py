@@ -1,0 +1,190 @@
+"""Serving's pure parts, without Ray: vocab maps, features, top-k, re-ranking, reasons, schemas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from seqrec_ray.serve.catalogue import ItemVocab
+from seqrec_ray.serve.config import ServeConfig
+from seqrec_ray.serve.features import gap_buckets, history_features, left_pad
+from seqrec_ray.serve.ranking import (
+    Filter,
+    RankerModel,
+    RecommendQuery,
+    explain,
+    rank_items,
+    reason_text,
+    recommend_batch,
+    top_k,
+)
+from seqrec_ray.serve.schemas import EventIn, RankRequest, RecommendRequest
+
+
+def tiny_vocab() -> ItemVocab:
+    # index: 0 pad, 1 oov, 2 "a"(cat x), 3 "b"(cat x), 4 "c"(cat y), 5 "d"(cat y)
+    return ItemVocab(
+        item_raw_ids=["<pad>", "<oov>", "a", "b", "c", "d"],
+        item_category=np.array([0, 1, 2, 2, 3, 3]),
+        item_counts=np.array([0, 0, 5, 9, 1, 7]),
+        category_raw_ids=["<pad>", "<oov>", "x", "y"],
+    )
+
+
+def tiny_model(embeddings: torch.Tensor) -> RankerModel:
+    vocab = tiny_vocab()
+    return RankerModel(
+        key="k", label="test", embeddings=embeddings,
+        item_category=torch.from_numpy(vocab.item_category), counts=torch.from_numpy(vocab.item_counts), vocab=vocab,
+    )
+
+
+def test_vocab_maps_raw_ids_and_never_maps_to_pad_or_oov_rows():
+    vocab = tiny_vocab()
+    assert vocab.item_indices(["a", "d", "zzz", "<pad>", "<oov>"]).tolist() == [2, 5, 1, 1, 1]
+    assert vocab.category_index("y") == 3 and vocab.category_index("nope") == 1
+    assert vocab.known_categories(["y", "nope", "x", "y"]) == [2, 3]
+    with pytest.raises(ValueError, match="item_counts has 2 rows"):
+        ItemVocab(["<pad>", "<oov>", "a"], np.zeros(3), np.zeros(2), ["<pad>", "<oov>"])
+
+
+def test_gap_buckets_follow_the_featurize_rule():
+    # 1 for the first event; else 2 + floor(log2(1 + gap)), capped at 31.
+    ts = np.array([100.0, 100.0, 101.0, 104.0, 1104.0, 1104.0 + 1e12, 50.0])
+    assert gap_buckets(ts).tolist() == [1, 2, 3, 4, 11, 31, 2]  # a backwards clock counts as gap 0
+    assert gap_buckets(np.array([])).tolist() == []
+
+
+def test_history_features_map_unknown_items_to_oov_and_keep_the_latest_events():
+    vocab = tiny_vocab()
+    history = [
+        {"item_id": "a", "event_type": "view", "timestamp": 0.0},
+        {"item_id": "never-seen", "event_type": "cart", "timestamp": 3.0},
+        {"item_id": "c", "event_type": "purchase", "timestamp": 10.0, "category_id": "x"},
+    ]
+    f = history_features(history, vocab, max_len=2)
+    assert f["items"].tolist() == [1, 4]
+    assert f["event_types"].tolist() == [3, 5]
+    # As in featurize: an event's own category wins; without one, the item's category.
+    assert f["categories"].tolist() == [1, 2]
+    own_unknown = history_features([{"item_id": "a", "event_type": "view", "timestamp": 0.0, "category_id": "zz"}], vocab, 5)
+    assert own_unknown["categories"].tolist() == [1]
+    assert f["gap_buckets"].tolist() == [4, 5]  # gaps 3 s and 7 s, computed before truncation
+
+
+def test_left_pad_puts_the_latest_event_in_the_last_column():
+    rows = [
+        {k: np.array([7, 8, 9]) for k in ("items", "event_types", "categories", "gap_buckets")},
+        {k: np.array([5]) for k in ("items", "event_types", "categories", "gap_buckets")},
+    ]
+    out = left_pad(rows)
+    assert out["items"].tolist() == [[7, 8, 9], [0, 0, 5]]
+    assert out["items"].dtype == torch.int64
+
+
+def test_top_k_never_returns_pad_oov_excluded_or_off_category_items():
+    scores = torch.tensor([[100.0, 99.0, 1.0, 2.0, 3.0, 4.0]] * 3)  # pad and oov score highest
+    filters = [Filter(np.array([], dtype=np.int64)), Filter(np.array([5])), Filter(np.array([], dtype=np.int64), np.array([2]))]
+    picks = top_k(scores, [3, 10, 10], filters, torch.tensor([0, 1, 2, 2, 3, 3]))
+    assert picks[0][0].tolist() == [5, 4, 3]
+    assert picks[1][0].tolist() == [4, 3, 2]  # k above what is left: fewer come back
+    assert picks[2][0].tolist() == [3, 2]
+    assert picks[0][1].tolist() == [4.0, 3.0, 2.0]
+
+
+def test_recommend_batch_scores_excludes_and_falls_back_to_popularity():
+    emb = torch.zeros(6, 2)
+    emb[2:] = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    model = tiny_model(emb)
+    warm = RecommendQuery(k=2, vector=np.array([1.0, 0.0], dtype=np.float32), exclude=("a",), history=(("a", "purchase"), ("b", "view")))
+    cold = RecommendQuery(k=2, vector=None, categories=("y",))
+    cold_unknown_category = RecommendQuery(k=2, vector=None, categories=("nope",))
+    out = recommend_batch(model, [warm, cold, cold_unknown_category], per_item=1)
+    assert [r["item_id"] for r in out[0]] == ["b", "d"]  # "a" scores best but was purchased
+    assert out[0][0]["because"][0]["item_id"] == "a"  # b's reason is a (never b itself)
+    assert out[0][0]["reason"] == "bought a"
+    assert [r["item_id"] for r in out[1]] == ["d", "c"]  # by count, only category y
+    assert all(r["reason"] == "popular item" for r in out[1])
+    assert out[2] == []
+
+
+def test_rank_items_returns_exactly_the_given_items_unknown_last():
+    emb = torch.zeros(6, 2)
+    emb[2:] = torch.tensor([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    model = tiny_model(emb)
+    items = ["x1", "a", "b", "x2", "d"]
+    ranked = rank_items(model, np.array([1.0, 0.0], dtype=np.float32), items)
+    assert [r["item_id"] for r in ranked] == ["d", "a", "b", "x1", "x2"]
+    assert [r["known"] for r in ranked] == [True, True, True, False, False]
+    assert ranked[-1]["score"] is None and math.isclose(ranked[0]["score"], 2.0)
+    cold = rank_items(model, None, ["c", "a", "b", "zz"])  # cold start: by popularity
+    assert [r["item_id"] for r in cold] == ["b", "a", "c", "zz"]
+
+
+def test_explain_picks_the_most_similar_history_items_under_their_strongest_event():
+    emb = torch.tensor([[0, 0], [0, 0], [1.0, 0.0], [0.6, 0.8], [0.7, 0.7], [-1.0, 0.0]])
+    history_items = np.array([2, 2, 3, 1, 5])
+    history_types = ["view", "cart", "view", "cart", "view"]
+    out = explain(np.array([4, 2]), history_items, history_types, emb, per_item=2)
+    # Item 4 is closest to 3, then to 2 (under its strongest event, cart); oov (1) and the
+    # opposite item 5 never count, and item 2 is not its own reason.
+    assert [(h, t) for h, t, _ in out[0]] == [(3, "view"), (2, "cart")]
+    assert [(h, t) for h, t, _ in out[1]] == [(3, "view")] and math.isclose(out[1][0][2], 0.6, rel_tol=1e-5)
+    assert reason_text([("A", "view", 0.9), ("B", "cart", 0.5)]) == "viewed A, carted B"
+
+
+def test_request_schemas_reject_wrong_types_unknown_fields_and_event_types():
+    assert RecommendRequest(user_id=42).user_id == "42"  # int ids are kept as strings
+    for bad in ({"user_id": "u", "k": "5"}, {"user_id": "u", "k": 0}, {"user_id": True},
+                {"user_id": "u", "exclude_purchase": False}, {"user_id": "u", "categories": []}):
+        with pytest.raises(ValidationError):
+            RecommendRequest(**bad)
+    with pytest.raises(ValidationError, match="event_type"):
+        EventIn(user_id="u", item_id="i", event_type="like")
+    with pytest.raises(ValidationError, match="timestamp"):
+        EventIn(user_id="u", item_id="i", event_type="view", timestamp=float("nan"))
+    with pytest.raises(ValidationError, match="items"):
+        RankRequest(user_id="u", items=[])
+
+
+def test_serve_config_names_the_bad_value():
+    with pytest.raises(ValueError, match="max_k must be a positive int, got 0"):
+        ServeConfig(checkpoint="c", store="s", max_k=0)
+    with pytest.raises(ValueError, match="device must be one of"):
+        ServeConfig(checkpoint="c", store="s", device="tpu")
+    with pytest.raises(ValueError, match="api_key"):
+        ServeConfig(checkpoint="c", store="s", api_key="short")
+
+
+def test_row_top_k_is_exact_on_large_rows_with_ties_and_masks():
+    from seqrec_ray.serve.ranking import row_top_k
+
+    gen = torch.Generator().manual_seed(0)
+    row = torch.randint(0, 1000, (300_001,), generator=gen).float()  # many ties
+    row[torch.randint(0, 300_001, (50_000,), generator=gen)] = float("-inf")
+    for k in (1, 10, 100):
+        values, indices = row_top_k(row, k, chunk=256)
+        assert torch.equal(values, torch.topk(row, k).values)
+        assert torch.equal(row[indices], values) and len(set(indices.tolist())) == k
+
+
+def test_bfloat16_catalogue_pass_returns_the_float32_top_k_with_exact_scores():
+    from seqrec_ray.serve.ranking import catalogue_top_k, fast_table
+
+    gen = torch.Generator().manual_seed(1)
+    n = 50_000
+    vocab = ItemVocab([f"i{j}" for j in range(n)], np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64), ["<pad>", "<oov>"])
+    emb = torch.randn(n, 32, generator=gen)
+    exact = RankerModel("k", "t", emb, torch.ones(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64), vocab)
+    fast = RankerModel("k", "t", emb, exact.item_category, exact.counts, vocab, fast_table=fast_table(emb, "bfloat16"))
+    users = torch.randn(4, 32, generator=gen)
+    filters = [Filter(np.array([5, 6, 7]))] * 4
+    for (i32, s32), (ibf, sbf) in zip(catalogue_top_k(exact, users, [20] * 4, filters), catalogue_top_k(fast, users, [20] * 4, filters)):
+        assert i32.tolist() == ibf.tolist()
+        assert np.allclose(s32, sbf, rtol=1e-5)
+    with pytest.raises(ValueError, match="score_dtype"):
+        fast_table(emb, "int4")
