@@ -25,12 +25,14 @@ TARGETS = torch.tensor([2, 3])
 HISTORY = torch.tensor([[4, 0], [0, 0]])
 
 
-def test_masking_removes_pad_oov_and_history_but_never_the_target():
+def test_masking_removes_pad_oov_and_history_including_a_repeated_target():
     m = mask_scores(SCORES, TARGETS, HISTORY)
     assert m[0].tolist() == [NEG, NEG, 0.5, pytest.approx(0.1), NEG, pytest.approx(0.3)]
-    # A target that is also in the history (a repeat purchase) stays rankable.
+    # A target that is also in the history (a repeat purchase) is masked too (S3-Rec):
+    # it ranks last, so masked metrics never reward "the next item is one I had".
     m2 = mask_scores(SCORES, torch.tensor([4, 3]), HISTORY)
-    assert m2[0, 4].item() == pytest.approx(0.9)
+    assert m2[0, 4].item() == NEG
+    assert target_ranks(m2, torch.tensor([4, 3]))[0].item() == 5
 
 
 def test_ranks_are_pessimistic_on_ties():
@@ -107,3 +109,5 @@ def test_baseline_scorers_by_hand():
     assert recent[1, 2:].argsort(descending=True).add(2).tolist() == [2, 5, 4, 3]
     masked = mask_scores(recent, torch.tensor([5, 4]), batch["items"])
     assert target_ranks(masked, torch.tensor([5, 4])).tolist() == [0, 1]  # own items gone: popularity
+    masked_pop = mask_scores(pop, torch.tensor([5, 4]), batch["items"])
+    assert torch.equal(masked.argsort(1, descending=True)[:, :2], masked_pop.argsort(1, descending=True)[:, :2])

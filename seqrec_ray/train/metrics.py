@@ -21,14 +21,15 @@ FIRST_ITEM = 2  # pad (0) and oov (1) are never recommended
 def mask_scores(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
     """Scores with pad, oov and (optionally) every history item set to -inf: (B, V).
 
-    The target itself is never masked, even when the user had it before (a repeat).
+    As in S3-Rec's evaluation, a history item is masked even when it is the target (a
+    repeat): exempting the target would tell the ranker which history item comes next.
+    Repeat purchases are measured with masking off.
     """
     scores = scores.float().clone()
-    keep = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
     scores[:, :FIRST_ITEM] = float("-inf")
     if history is not None:
         scores.scatter_(1, history, float("-inf"))  # history pads are 0, already masked
-    return scores.scatter(1, targets.unsqueeze(1), keep)
+    return scores
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
