@@ -1,0 +1,390 @@
+"""Data-parallel training on Ray Train: the one thin TorchTrainer wiring file.
+
+The model, loss, epoch step, metrics and checkpoint format are the pure pieces in
+loop.py / examples.py / checkpoint.py; this file only
+
+- turns the artifacts' sequences into Ray Data datasets (training windows, valid examples)
+  that reach workers as shards (``get_dataset_shard``), never as files each worker reads;
+- wraps the task in DDP (``prepare_model``), seeds every (rank, epoch) explicitly;
+- merges per-rank metric sums so every valid user is counted exactly once;
+- reports a contract-§3 checkpoint from rank 0 every epoch and restores from
+  ``ray.train.get_checkpoint()`` (Ray Train V2: re-creating the trainer with the same
+  ``RunConfig(name, storage_path)`` resumes the run; ``FailureConfig`` restarts crashed
+  workers from the latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import ray
+import ray.train
+import ray.train.torch
+from ray.data.collate_fn import ArrowBatchCollateFn
+from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+
+from .batches import table_to_tensors
+from .checkpoint import save_checkpoint, unwrap_encoder
+from .config import TrainConfig
+from .examples import eval_examples, training_windows
+from .loop import EarlyStopping, build_task, evaluate, train_epoch
+from .metrics import RankingMetrics
+
+BEST_METRIC = "valid_ndcg@10"  # the reported metric early stopping and checkpoint ranking use
+TRAIN_STATE_FILE = "train_state.json"  # epoch, early-stopping state and curves, beside optimizer.pt
+EVAL_DATASETS = ("valid",)
+
+
+@dataclass(frozen=True)
+class RayTrainConfig:
+    """How the run is laid out on Ray; what is trained is TrainConfig."""
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    run_name: str | None = None  # None: derived from the training config (same config resumes)
+    storage_path: str | None = None  # None: Ray's default (~/ray_results); shared storage on clusters
+    max_failures: int = 0  # worker-group restarts from the latest checkpoint before giving up
+    num_to_keep: int = 2  # checkpoints kept by valid NDCG@10 (the latest is always kept too)
+    cache_windows: bool = True  # materialize windows once instead of re-windowing every epoch
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_workers, int) or self.num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {self.num_workers!r}")
+        if not self.cpus_per_worker > 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker!r}")
+        if not isinstance(self.max_failures, int) or self.max_failures < -1:
+            raise ValueError(f"max_failures must be an int >= -1 (-1 = retry forever), got {self.max_failures!r}")
+        if not isinstance(self.num_to_keep, int) or self.num_to_keep < 1:
+            raise ValueError(f"num_to_keep must be a positive int, got {self.num_to_keep!r}")
+        if self.run_name is not None and (not self.run_name or "/" in self.run_name):
+            raise ValueError(f"run_name must be a non-empty name without '/', got {self.run_name!r}")
+
+
+def default_run_name(config: TrainConfig, data_dir: str | Path) -> str:
+    """``seqrec-<model>-<hash>``: the same data and config (epochs aside) give the same name,
+    so re-running a command resumes it, and a changed config starts a new run."""
+    knobs = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "run_name")}
+    key = json.dumps([str(Path(data_dir).resolve()), knobs], sort_keys=True, default=str)
+    return f"seqrec-{config.model}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True) -> dict[str, ray.data.Dataset]:
+    """``train`` (training windows) and ``valid`` (eval examples) from DIR/sequences."""
+    sequences = ray.data.read_parquet(str(Path(data_dir) / "sequences"))
+    datasets = {
+        "train": sequences.map_batches(training_windows, batch_format="pyarrow", fn_kwargs={"max_len": max_len}),
+        "valid": sequences.map_batches(
+            eval_examples, batch_format="pyarrow", fn_kwargs={"split": "valid", "max_len": max_len}
+        ),
+    }
+    return {name: ds.materialize() for name, ds in datasets.items()} if cache else datasets
+
+
+class ShardConfig(DataConfig):
+    """Train shards are equal (DDP needs the same number of steps on every rank; at most
+    num_workers - 1 windows are dropped per epoch); eval shards drop nothing, so every
+    valid user is scored on exactly one rank."""
+
+    def __init__(self, eval_names: tuple[str, ...] = EVAL_DATASETS) -> None:
+        super().__init__(datasets_to_split="all")
+        self.eval_names = tuple(eval_names)
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        train = {k: v for k, v in datasets.items() if k not in self.eval_names}
+        output = super().configure(train, world_size, worker_handles, worker_node_ids, **kwargs)
+        for name in self.eval_names:
+            if name not in datasets:
+                continue
+            ds = datasets[name].copy(datasets[name])
+            ds.set_name(name)
+            ds.context.execution_options = self._resolve_execution_options(name)
+            for i, split in enumerate(ds.streaming_split(world_size, equal=False)):
+                output[i][name] = split
+        return output
+
+
+class ArrowToTensors(ArrowBatchCollateFn):
+    """Arrow batches -> int64 tensors with the shared converter (pads ``history``, drops
+    ``user_id``), so workers and the in-process loop see identical batches."""
+
+    def __call__(self, batch):
+        return table_to_tensors(batch)
+
+
+def fit(
+    config: TrainConfig,
+    ray_config: RayTrainConfig,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train on Ray Train, then export the best checkpoint (by valid NDCG@10) to
+    OUTPUT/best, the latest to OUTPUT/latest, curves and ``result.json`` to OUTPUT."""
+    from seqrec_ray.data.artifacts import load_manifest
+
+    data_dir, output_dir = Path(data_dir).resolve(), Path(output_dir).resolve()
+    manifest = load_manifest(data_dir)
+    run_name = ray_config.run_name or default_run_name(config, data_dir)
+    config = dataclasses.replace(config, run_name=run_name)
+    loop_config = {
+        "train_config": config,
+        "vocab_sizes": dict(manifest["vocab_sizes"]),
+        "item_counts": _item_counts(config, data_dir, manifest),
+        "artifacts_dir": str(data_dir),
+        "torch_threads": config.torch_threads or max(1, int(ray_config.cpus_per_worker)),
+        "progress": progress,
+    }
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=_scaling_config(ray_config),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=ray_config.storage_path,
+            failure_config=FailureConfig(max_failures=ray_config.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=ray_config.num_to_keep, checkpoint_score_attribute=BEST_METRIC, checkpoint_score_order="max"
+            ),
+        ),
+        datasets=build_datasets(data_dir, config.max_len, ray_config.cache_windows),
+        dataset_config=ShardConfig(),
+    )
+    if progress:
+        print(f"[train] run {run_name!r} in {trainer.run_config.storage_path} "
+              f"({ray_config.num_workers} workers{', GPU' if ray_config.use_gpu else ''})", flush=True)
+    result = trainer.fit()
+    return export_run(result, config, data_dir, output_dir, progress)
+
+
+def _scaling_config(ray_config: RayTrainConfig) -> ScalingConfig:
+    resources = {"CPU": ray_config.cpus_per_worker}
+    if ray_config.use_gpu:
+        resources["GPU"] = 1
+    return ScalingConfig(
+        num_workers=ray_config.num_workers, use_gpu=ray_config.use_gpu, resources_per_worker=resources
+    )
+
+
+def _item_counts(config: TrainConfig, data_dir: Path, manifest: dict) -> np.ndarray | None:
+    """Train-split item counts, read on the driver only when popularity negatives need them."""
+    if config.loss != "sampled" or config.negative_sampler != "popularity":
+        return None
+    import pyarrow.dataset as pads
+
+    from .baselines import train_item_counts
+
+    table = pads.dataset(str(data_dir / "sequences"), format="parquet").to_table(columns=["items", "splits"])
+    return train_item_counts(table, int(manifest["vocab_sizes"]["items"]))
+
+
+def export_run(result, config: TrainConfig, data_dir: Path, output_dir: Path, progress: bool) -> dict:
+    """Copy the run's best and latest checkpoints out of Ray storage; write curves and the
+    best checkpoint's test metrics (the same result.json as run_in_process)."""
+    from .curves import save_curves
+
+    if result.error is not None:
+        raise result.error
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {config.run_name!r} reported no checkpoint")
+    best = result.get_best_checkpoint(BEST_METRIC, "max") or result.checkpoint
+    for name, checkpoint in (("best", best), ("latest", result.checkpoint)):
+        shutil.rmtree(output_dir / name, ignore_errors=True)
+        checkpoint.to_directory(str(output_dir / name))
+    state = json.loads((output_dir / "latest" / TRAIN_STATE_FILE).read_text())
+    history = state["history"]
+    save_curves(history, output_dir)
+    test = _test_metrics(output_dir / "best", data_dir, config)
+    summary = {
+        "run_name": config.run_name,
+        "run_path": result.path,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": len(history),
+        "train_seconds": sum(h["seconds"] for h in history),
+        "valid": history[state["best_epoch"] - 1]["valid"],
+        "test": test,
+        "best_checkpoint": str(output_dir / "best"),
+    }
+    (output_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    if progress:
+        print(f"[train] best epoch {summary['best_epoch']}: valid NDCG@10 {summary['valid']['ndcg@10']:.4f}, "
+              f"test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f} -> {output_dir / 'best'}", flush=True)
+    return summary
+
+
+def _test_metrics(checkpoint_dir: Path, data_dir: Path, config: TrainConfig) -> dict:
+    """Test-split metrics of a checkpoint, in this process (one pass, no training)."""
+    from seqrec_ray.data.artifacts import load_sequences
+
+    from .batches import iterate_batches
+    from .checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint_dir).model
+    tensors = table_to_tensors(eval_examples(load_sequences(data_dir), "test", config.max_len))
+    if not tensors or len(tensors["target"]) == 0:
+        return {"users": 0}
+    return evaluate(model, iterate_batches(tensors, config.eval_batch_size), config.ks).to_dict()
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Every worker: restore, then per epoch train on its shard, evaluate its valid shard,
+    merge metrics across ranks, and report (rank 0 with the checkpoint)."""
+    config: TrainConfig = loop_config["train_config"]
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(loop_config["torch_threads"])
+    device = ray.train.torch.get_device()
+    autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
+    # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway).
+    task = build_task(config, loop_config["vocab_sizes"], loop_config["item_counts"], rank=0)
+    restored = _restore(task, ray.train.get_checkpoint(), config.patience)
+    model = ray.train.torch.prepare_model(task)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    resumed = {"resumed_from_epoch": restored["epoch"], "restored_digest": restored["digest"]}
+    if restored["optimizer"] is not None:
+        optimizer.load_state_dict(restored["optimizer"])
+        resumed["restored_optimizer_step"] = _optimizer_step(optimizer)
+    stopper, history = restored["stopper"], restored["history"]
+    started = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
+    for epoch in range(restored["epoch"] + 1, config.epochs + 1):
+        if stopper.should_stop:
+            break
+        _seed_epoch(model, config.seed, rank, epoch)
+        train_batches = ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=config.batch_size, collate_fn=ArrowToTensors(),
+            local_shuffle_buffer_size=4 * config.batch_size, local_shuffle_seed=_epoch_seed(config.seed, rank, epoch),
+        )
+        stats = train_epoch(model, train_batches, optimizer, device, autocast, config.grad_clip)
+        valid_batches = ray.train.get_dataset_shard("valid").iter_torch_batches(
+            batch_size=config.eval_batch_size, collate_fn=ArrowToTensors()
+        )
+        valid = evaluate(model, valid_batches, config.ks, True, device, autocast)
+        stats, valid = _merge_across_ranks(stats, valid, world)
+        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
+        history.append(record)
+        stopper.update(record["valid"]["ndcg@10"], epoch)
+        _report(model, optimizer, config, loop_config, rank, world, history, stopper, resumed)
+        if rank == 0 and loop_config["progress"]:
+            # Not print(): Ray Train's print patch echoes every line twice to the driver.
+            sys.stdout.write(_progress_line(record, stopper, world) + "\n")
+            sys.stdout.flush()
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer) -> int:
+    """Adam's step count as restored (proves the optimizer state came back, not just weights)."""
+    steps = [int(state["step"]) for state in optimizer.state_dict()["state"].values() if "step" in state]
+    return max(steps, default=0)
+
+
+def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """A seed per (run seed, rank, epoch): a resumed epoch draws the same randomness."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
+
+
+def _seed_epoch(model: torch.nn.Module, seed: int, rank: int, epoch: int) -> None:
+    """Dropout (global torch RNG) and negative sampling (the task's own generator)."""
+    epoch_seed = _epoch_seed(seed, rank, epoch)
+    torch.manual_seed(epoch_seed)
+    task = getattr(model, "module", model)
+    if isinstance(getattr(task, "generator", None), torch.Generator):
+        task.generator.manual_seed(epoch_seed + 1)
+
+
+def _restore(task: torch.nn.Module, checkpoint: Checkpoint | None, patience: int) -> dict:
+    """Load weights into ``task`` from the latest reported checkpoint (before DDP wraps it,
+    so every rank starts from it); return the optimizer state and the run state."""
+    empty = {"epoch": 0, "optimizer": None, "stopper": EarlyStopping(patience), "history": [], "digest": None}
+    if checkpoint is None:
+        return empty
+    with checkpoint.as_directory() as path:
+        path = Path(path)
+        encoder = unwrap_encoder(task)
+        encoder.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        optimizer_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        state = json.loads((path / TRAIN_STATE_FILE).read_text())
+    stopper = EarlyStopping(patience)
+    stopper.best_score, stopper.best_epoch, stopper.last_epoch = state["best_score"], state["best_epoch"], state["epoch"]
+    return {
+        "epoch": state["epoch"],
+        "optimizer": optimizer_state,
+        "stopper": stopper,
+        "history": state["history"],
+        "digest": state_digest(encoder),
+    }
+
+
+def _merge_across_ranks(stats: dict, valid: RankingMetrics, world: int) -> tuple[dict, RankingMetrics]:
+    """Global train stats and valid metrics: metric sums and user counts add up across
+    ranks (each valid user lives on exactly one shard), the loss is position-weighted."""
+    parts = [(stats, valid)]
+    if world > 1 and dist.is_initialized():
+        parts = [None] * world
+        dist.all_gather_object(parts, (stats, valid))
+    merged = parts[0][1]
+    for _, other in parts[1:]:
+        merged = merged.merge(other)
+    positions = sum(s["positions"] for s, _ in parts)
+    loss_sum = sum(s["loss"] * s["positions"] for s, _ in parts if s["positions"])
+    seconds = max(s["seconds"] for s, _ in parts)  # the epoch ends when the slowest rank does
+    return {
+        "loss": loss_sum / positions if positions else float("nan"),
+        "positions": positions,
+        "seconds": seconds,
+        "positions_per_s": positions / seconds if seconds > 0 else 0.0,
+    }, merged
+
+
+def _report(model, optimizer, config: TrainConfig, loop_config: dict, rank: int, world: int,
+            history: list[dict], stopper: EarlyStopping, resumed: dict) -> None:
+    """Every rank reports the epoch's metrics (a barrier); rank 0 attaches the checkpoint:
+    the contract-§3 directory plus optimizer.pt and the run state for resuming."""
+    record = history[-1]
+    metrics = {k: v for k, v in record.items() if k not in ("valid", "elapsed_s")}
+    metrics.update({f"valid_{k}": v for k, v in record["valid"].items() if isinstance(v, (int, float))})
+    metrics.update({k: v for k, v in resumed.items() if v is not None})
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            meta = {"epoch": record["epoch"], "metrics": {"loss": record["loss"], "valid": record["valid"]},
+                    "num_workers": world}
+            save_checkpoint(tmp, model, config, loop_config["artifacts_dir"], meta, optimizer)
+            state = {"epoch": record["epoch"], "best_score": stopper.best_score,
+                     "best_epoch": stopper.best_epoch, "history": history}
+            (Path(tmp) / TRAIN_STATE_FILE).write_text(json.dumps(state, indent=1))
+            checkpoint = Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{record['epoch']:04d}")
+
+
+def state_digest(encoder: torch.nn.Module) -> str:
+    """A short hash of an encoder's weights: lets a resumed run prove what it restored."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unwrap_encoder(encoder).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _progress_line(record: dict, stopper: EarlyStopping, world: int) -> str:
+    v = record["valid"]
+    mark = " *" if stopper.best_epoch == record["epoch"] else ""
+    return (
+        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  valid HR@10 {v['hr@10']:.4f} "
+        f"NDCG@10 {v['ndcg@10']:.4f} ({v['users']} users)  {record['positions_per_s']:,.0f} pos/s "
+        f"on {world} workers  {record['seconds']:.1f}s (total {record['elapsed_s']:.0f}s){mark}"
+    )

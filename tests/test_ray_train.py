@@ -1,0 +1,168 @@
+"""Data-parallel training on a real local Ray (2 workers) with a small real sample.
+
+The sample is the first users of Amazon Beauty (S3-Rec file), written as a contract-§2
+artifacts directory by ``build_beauty_sample`` (leave-one-out splits, S3-Rec timestamps
+= positions). It is small enough for a 2-worker run of a few epochs in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import REPO_ROOT, shared_dataset
+
+USERS = 400
+
+
+def build_beauty_sample(out: Path, users: int = USERS) -> Path:
+    """The first ``users`` lines of Beauty.txt as a featurize artifacts directory (§2)."""
+    lines = (shared_dataset("amazon-beauty") / "Beauty.txt").read_text().splitlines()[:users]
+    rows = [(parts[0], parts[1:]) for parts in (line.split() for line in lines) if len(parts) > 1]
+    raw_items, counts = np.unique([i for _, seq in rows for i in seq], return_counts=True)
+    order = np.lexsort((raw_items, -counts))  # most frequent first, ties by raw id
+    index = {raw: i + 2 for i, raw in enumerate(raw_items[order])}
+    (out / "vocab").mkdir(parents=True)
+    (out / "sequences").mkdir()
+    item_ids = ["<pad>", "<oov>", *raw_items[order].tolist()]
+    pq.write_table(pa.table({
+        "index": np.arange(len(item_ids), dtype=np.int64), "raw_id": item_ids,
+        "count": np.array([0, 0, *counts[order]], dtype=np.int64),
+        "category_index": np.array([0] + [1] * (len(item_ids) - 1), dtype=np.int64),
+    }), out / "vocab" / "items.parquet")
+    pq.write_table(pa.table({"index": np.array([0, 1], dtype=np.int64), "raw_id": ["<pad>", "<oov>"],
+                             "count": np.zeros(2, dtype=np.int64)}), out / "vocab" / "categories.parquet")
+    pq.write_table(_sequence_table(rows, index), out / "sequences" / "part-00000.parquet")
+    n_events = sum(len(seq) for _, seq in rows)
+    (out / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "artifacts_version": 1, "format": "s3rec", "input": "Beauty.txt (head)",
+        "rows_read": n_events, "rows_kept": n_events, "rows_rejected": 0, "rejected_by_reason": {},
+        "rows_duplicate": 0, "users": len(rows), "items": len(raw_items), "categories": 0,
+        "vocab_sizes": {"items": len(item_ids), "categories": 2}, "split": {"protocol": "leave_one_out"},
+        "max_seq_len": 200, "config": {}, "stage_seconds": {}, "data_version": f"beauty-head-{users}",
+    }))
+    return out
+
+
+def _sequence_table(rows: list[tuple[str, list[str]]], index: dict[str, int]) -> pa.Table:
+    def lists(values, type_):
+        return pa.array(values, type=pa.list_(type_))
+
+    seqs = [[index[i] for i in seq] for _, seq in rows]
+    lengths = [len(s) for s in seqs]
+    splits = [[0] * (n - 2) + [1, 2] if n >= 3 else [0] * n for n in lengths]
+    return pa.table({
+        "user_id": [user for user, _ in rows],
+        "items": lists(seqs, pa.int64()),
+        "event_types": lists([[5] * n for n in lengths], pa.int8()),  # S3-Rec reviews ~ purchases
+        "categories": lists([[1] * n for n in lengths], pa.int64()),
+        "gap_buckets": lists([[1] + [3] * (n - 1) for n in lengths], pa.int8()),  # gap 1 s -> 2 + 1
+        "hours": lists([[0] * n for n in lengths], pa.int8()),
+        "weekdays": lists([[3] * n for n in lengths], pa.int8()),  # 1970-01-01 was a Thursday
+        "timestamps": lists([[float(t) for t in range(n)] for n in lengths], pa.float64()),
+        "splits": lists(splits, pa.int8()),
+    })
+
+
+# A tiny LSTM: a few seconds per epoch on 2 workers; lr high enough to learn in 3 epochs.
+TINY_ARGS = ["--model", "lstm", "--dim", "16", "--hidden", "32", "--dropout", "0", "--emb-dropout", "0",
+             "--batch-size", "16", "--eval-batch-size", "128", "--lr", "0.01", "--max-len", "20",
+             "--patience", "0", "--seed", "7"]
+
+
+def load_job():
+    """jobs/train.py as a module (jobs/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("train_job", REPO_ROOT / "jobs" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def beauty_sample(tmp_path_factory) -> Path:
+    return build_beauty_sample(tmp_path_factory.mktemp("beauty") / "artifacts")
+
+
+def _valid_users(data_dir: Path) -> int:
+    splits = pq.read_table(data_dir / "sequences").column("splits").to_pylist()
+    return sum(1 in s for s in splits)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(ray_local, beauty_sample, tmp_path_factory) -> dict:
+    """jobs/train.py on 2 Ray Train workers stopped after epoch 1, then the same command
+    with --epochs 3 (same --run-name and --storage): two fits cover the job, learning and
+    resuming, which keeps the suite fast."""
+    from seqrec_ray.train.checkpoint import load_checkpoint, load_optimizer_state
+    from seqrec_ray.train.ray_trainer import state_digest
+
+    root, job = tmp_path_factory.mktemp("resume"), load_job()
+
+    def run(epochs: int, out: str) -> dict:
+        argv = ["--data", str(beauty_sample), "--output", str(root / out), "--num-workers", "2",
+                "--epochs", str(epochs), "--run-name", "resume", "--storage", str(root / "runs"), *TINY_ARGS]
+        assert job.main(argv) == 0
+        return json.loads((root / out / "result.json").read_text())
+
+    first = run(1, "first")
+    epoch1 = root / "first" / "latest"
+    saved = {
+        "digest": state_digest(load_checkpoint(epoch1).model),
+        "step": max(int(s["step"]) for s in load_optimizer_state(epoch1)["state"].values()),
+    }
+    second = run(3, "second")
+    return {"root": root, "first": first, "second": second, "saved": saved}
+
+
+def test_two_worker_run_learns_and_exports_a_loadable_checkpoint(resumed_run, beauty_sample):
+    from seqrec_ray.train.checkpoint import load_checkpoint
+
+    out, summary = resumed_run["root"] / "second", resumed_run["second"]
+    history = json.loads((out / "curves.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    losses = [h["loss"] for h in history]
+    assert losses[2] < losses[1] < losses[0] and losses[0] - losses[2] > 0.05, losses
+    # Every valid user scored exactly once across the two ranks' shards.
+    assert all(h["valid"]["users"] == _valid_users(beauty_sample) for h in history)
+    assert (out / "curves.png").stat().st_size > 0
+
+    best = load_checkpoint(out / "best")
+    assert best.meta["epoch"] == summary["best_epoch"]
+    assert best.meta["run_name"] == "resume" and best.meta["num_workers"] == 2
+    features = {k: torch.zeros(2, 20, dtype=torch.int64) for k in ("items", "event_types", "categories", "gap_buckets")}
+    features["items"][:, -3:] = torch.tensor([[2, 3, 4], [5, 6, 7]])
+    features["event_types"][:, -3:] = 5
+    features["categories"][:, -3:] = 1
+    features["gap_buckets"][:, -3:] = torch.tensor([1, 3, 3])
+    with torch.no_grad():
+        scores = best.model.encode(features) @ best.model.item_embeddings().T  # (2, V)
+    assert scores.shape == (2, len(best.vocab.item_raw_ids)) and torch.isfinite(scores).all()
+    assert not torch.equal(scores[0], scores[1])  # different histories, different rankings
+    assert summary["test"]["users"] == _valid_users(beauty_sample)  # leave-one-out: same users
+    assert 0.0 <= summary["test"]["ndcg@10"] <= summary["test"]["hr@10"] <= 1.0
+
+
+def test_rerun_with_same_name_resumes_at_the_next_epoch_with_the_saved_state(resumed_run):
+    import ray.train
+
+    from seqrec_ray.train.checkpoint import load_checkpoint
+    from seqrec_ray.train.ray_trainer import state_digest
+
+    root, saved = resumed_run["root"], resumed_run["saved"]
+    assert resumed_run["first"]["epochs_run"] == 1 and resumed_run["second"]["epochs_run"] == 3
+    first_curve = json.loads((root / "first" / "curves.json").read_text())
+    assert json.loads((root / "second" / "curves.json").read_text())[0] == first_curve[0]
+    # What the resumed workers reported restoring is exactly the epoch-1 checkpoint.
+    result = ray.train.Result.from_path(root / "runs" / "resume")
+    reported = {m["epoch"]: m for _, m in result.best_checkpoints}
+    assert reported[3]["resumed_from_epoch"] == 1
+    assert reported[3]["restored_digest"] == saved["digest"]
+    assert reported[3]["restored_optimizer_step"] == saved["step"]
+    assert state_digest(load_checkpoint(root / "second" / "latest").model) != saved["digest"]
