@@ -4,15 +4,14 @@
     ray job submit --working-dir . -- python jobs/featurize.py --input /data/logs --format events --output /shared/out
     python jobs/featurize.py --input Beauty.txt --format s3rec --output out/beauty --store out/store.db
 
-Joins the Ray cluster named by RAY_ADDRESS (set by `ray job submit`) or started with
-`ray start`; otherwise starts a local Ray with --num-cpus CPUs. Prints a JSON summary.
+Joins the Ray cluster named by RAY_ADDRESS (set by `ray job submit`; `RAY_ADDRESS=auto` joins one
+started with `ray start`); otherwise starts a local Ray with --num-cpus CPUs. Prints a JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -75,33 +74,10 @@ def build_config(args: argparse.Namespace):
 
 
 def init_ray(num_cpus: int | None) -> None:
-    """Join a cluster if there is one to join (RAY_ADDRESS or `ray start`); else start one.
+    """Join RAY_ADDRESS (set by `ray job submit`; `auto` = a `ray start` cluster); else start a local Ray."""
+    from seqrec_ray.ray_env import init_ray as connect
 
-    Not address="auto": that would also join any other local Ray instance on the machine.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS", "")
-    if (address and address != "local") or (not address and _started_cluster()):
-        try:
-            ray.init(logging_level="ERROR")
-            return
-        except ConnectionError:  # a stale address file from a cluster that has stopped
-            if address:
-                raise
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             logging_level="ERROR", runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-
-
-def _started_cluster() -> bool:
-    try:
-        from ray._private.utils import read_ray_address
-
-        return read_ray_address() is not None
-    except Exception:  # a private helper: if it moved, just start a local Ray
-        return False
+    connect(num_cpus=num_cpus)
 
 
 def main(argv: list[str] | None = None) -> int:

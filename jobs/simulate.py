@@ -6,14 +6,13 @@
 Writes OUTPUT/part-*.parquet in the project event schema (read them back with
 ``--format events``) and OUTPUT/ground_truth/ (the users' true preferences, the catalogue,
 sim.json). The same --seed gives the same rows whatever --shards. Joins the Ray cluster
-named by RAY_ADDRESS (or started with `ray start`), else starts a local Ray.
+named by RAY_ADDRESS (`auto`: one started with `ray start`), else starts a local Ray.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -51,29 +50,10 @@ def build_config(args: argparse.Namespace):
 
 
 def init_ray(num_cpus: int | None) -> None:
-    """Join a cluster if there is one (RAY_ADDRESS or `ray start`); else start a local one."""
-    import ray
+    """Join RAY_ADDRESS (set by `ray job submit`; `auto` = a `ray start` cluster); else start a local Ray."""
+    from seqrec_ray.ray_env import init_ray as connect
 
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS") or _started_cluster():
-        try:
-            ray.init(logging_level="ERROR")
-            return
-        except ConnectionError:  # a stale address file from a cluster that has stopped
-            if os.environ.get("RAY_ADDRESS"):
-                raise
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-
-
-def _started_cluster() -> bool:
-    try:
-        from ray._private.utils import read_ray_address
-
-        return read_ray_address() is not None
-    except Exception:  # a private helper: if it moved, just start a local Ray
-        return False
+    connect(num_cpus=num_cpus)
 
 
 def main(argv: list[str] | None = None) -> int:

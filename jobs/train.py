@@ -96,21 +96,11 @@ def check_data_dir(path: str) -> None:
 
 
 def init_ray(ray_config, address: str | None) -> None:
-    """Join the cluster at ``address`` (``ray job submit`` sets RAY_ADDRESS; "auto" finds a
-    running one); else start a private local Ray with enough logical CPUs for the workers
-    plus Ray Data (never silently joining some other local cluster)."""
-    import ray
+    """Join ``address`` (RAY_ADDRESS, set by ``ray job submit``); else a private local Ray
+    with enough logical CPUs for the workers plus Ray Data."""
+    from seqrec_ray.ray_env import init_ray as connect
 
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, logging_level="ERROR")
-        return
-    cpus = max(os.cpu_count() or 1, int(ray_config.num_workers * ray_config.cpus_per_worker) + 2)
-    # Workers import seqrec_ray from this checkout even when it is not pip-installed.
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    connect(address, max(os.cpu_count() or 1, int(ray_config.num_workers * ray_config.cpus_per_worker) + 2))
 
 
 def main(argv: list[str] | None = None) -> int:
