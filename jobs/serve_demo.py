@@ -5,8 +5,9 @@
 
 Starts a local Ray + Serve (HTTP on 127.0.0.1:8000), deploys the app that
 serve_configs/local.yaml describes, then: GET /version, POST /recommend for a user with
-history, POST /events (that user carts an item), POST /recommend again (the answer reflects
-the event, no retraining), POST /recommend for an unknown user (cold start). With
+history, POST /recommend for an unknown user (cold start: popular items), POST /events (the
+user views, clicks and carts three of those), POST /recommend again (the answer reflects the
+events, no retraining, no restart). With
 --keep-serving it then blocks until Ctrl-C; otherwise it shuts Serve and Ray down.
 """
 
@@ -85,14 +86,19 @@ def run_requests(cfg: ServeDemoConfig) -> None:
     user = pick_demo_user(cfg.artifacts)
     with httpx.Client(base_url=f"http://{cfg.host}:{cfg.port}", timeout=60) as client:
         show(client, "GET", "/version")
+        popular = show(client, "POST", "/recommend", {"user_id": "a-user-nobody-has-seen", "k": 20})
         first = show(client, "POST", "/recommend", {"user_id": user, "k": 5})
-        carted = first["items"][-1]["item_id"]
-        show(client, "POST", "/events", [{"user_id": user, "item_id": carted, "event_type": "cart"}])
-        second = show(client, "POST", "/recommend", {"user_id": user, "k": 5})
         before = [i["item_id"] for i in first["items"]]
+        # The user now browses popular items outside their current top-5: a new intent.
+        fresh = [i["item_id"] for i in popular["items"] if i["item_id"] not in before][:3]
+        now = time.time()
+        events = [{"user_id": user, "item_id": item, "event_type": kind, "timestamp": now + n}
+                  for n, (item, kind) in enumerate(zip(fresh, ("view", "click", "cart")))]
+        show(client, "POST", "/events", events)
+        second = show(client, "POST", "/recommend", {"user_id": user, "k": 5})
         after = [i["item_id"] for i in second["items"]]
-        print(f"\n# after carting {carted}: top-5 {'changed' if before != after else 'unchanged'}: {before} -> {after}")
-        show(client, "POST", "/recommend", {"user_id": "a-user-nobody-has-seen", "k": 3})
+        verdict = "changed" if before != after else "unchanged"
+        print(f"\n# after viewing/clicking/carting {fresh}: top-5 {verdict}: {before} -> {after}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,8 @@ echo "== 2/5 featurize on Ray Data (+ load the embedded profile store)"
 
 echo "== 3/5 train an LSTM on Ray Train (2 workers)"
 "$py" jobs/train.py --data "$out/artifacts" --model lstm --output "$out/train" \
-  --num-workers 2 --epochs "$epochs" --run-name demo-lstm --storage "$out/ray_runs"
+  --num-workers 2 --epochs "$epochs" --run-name demo-lstm --storage "$out/ray_runs" \
+  --lr 0.01 --dropout 0.1 --emb-dropout 0.1 --batch-size 64  # a small log: learn fast, regularise little
 
 echo "== 4/5 evaluate (full ranking, test split) against the baselines"
 "$py" jobs/evaluate.py --data "$out/artifacts" --checkpoint "$out/train/best" --split test \

@@ -21,6 +21,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
+    # Jobs print their own progress (shards, buckets, epochs); Ray Data's per-operator
+    # progress log every few seconds buries it. RAY_DATA_DISABLE_PROGRESS_BARS=0 restores it.
+    quiet = os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "local":
         ray.init(address=address, logging_level="ERROR")
@@ -28,5 +31,5 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     # Workers import seqrec_ray from this checkout even when it is not pip-installed.
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_DATA_DISABLE_PROGRESS_BARS": quiet}})
     return True
