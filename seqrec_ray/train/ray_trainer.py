@@ -10,7 +10,8 @@ loop.py / examples.py / checkpoint.py; this file only
 - reports a contract-§3 checkpoint from rank 0 every epoch and restores from
   ``ray.train.get_checkpoint()`` (Ray Train V2: re-creating the trainer with the same
   ``RunConfig(name, storage_path)`` resumes the run; ``FailureConfig`` restarts crashed
-  workers from the latest checkpoint).
+  workers from the latest checkpoint the controller committed, which is at most one
+  epoch behind because each report first waits for the previous one's commit).
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ import ray
 import ray.train
 import ray.train.torch
 from ray.data.collate_fn import ArrowBatchCollateFn
-from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    CheckpointConsistencyMode,
+    DataConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+)
 
 from .batches import table_to_tensors
 from .checkpoint import save_checkpoint, unwrap_encoder
@@ -368,7 +377,21 @@ def _report(model, optimizer, config: TrainConfig, loop_config: dict, rank: int,
                      "best_epoch": stopper.best_epoch, "history": history}
             (Path(tmp) / TRAIN_STATE_FILE).write_text(json.dumps(state, indent=1))
             checkpoint = Checkpoint.from_directory(tmp)
+        _wait_for_previous_commit()
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{record['epoch']:04d}")
+
+
+def _wait_for_previous_commit() -> None:
+    """Block until the controller has committed every report this worker made so far.
+
+    ``ray.train.report`` returns once the report is queued; the controller registers a
+    checkpoint only when a health-check poll (every 2 s) has the report from every rank.
+    With short epochs the workers ran up to two reports ahead, so a worker killed right
+    after uploading epoch N could leave nothing registered and FailureConfig restarted
+    from scratch. Waiting here (before the next upload, so it overlaps the epoch just
+    trained) bounds the loss to the epoch in flight: while epoch N uploads, N-1 is committed.
+    """
+    ray.train.get_all_reported_checkpoints(consistency_mode=CheckpointConsistencyMode.COMMITTED)
 
 
 def state_digest(encoder: torch.nn.Module) -> str:
