@@ -73,18 +73,12 @@ def build_config(args: argparse.Namespace):
         history_limit=args.history_limit, keep_work=args.keep_work)
 
 
-def init_ray(num_cpus: int | None) -> None:
-    """Join RAY_ADDRESS (set by `ray job submit`; `auto` = a `ray start` cluster); else start a local Ray."""
-    from seqrec_ray.ray_env import init_ray as connect
-
-    connect(num_cpus=num_cpus)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
         sys.path.insert(0, str(REPO_ROOT))
     from seqrec_ray.data import readers
+    from seqrec_ray.ray_env import init_ray
 
     try:
         config = build_config(args)
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from seqrec_ray.data.pipeline import run_featurize
 
-    init_ray(args.num_cpus)
+    init_ray(num_cpus=args.num_cpus)
     try:
         manifest = run_featurize(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:  # e.g. a file of another format (wrong header)

@@ -49,17 +49,11 @@ def build_config(args: argparse.Namespace):
                           sim=SimConfig(**world), shards=args.shards, overwrite=args.overwrite)
 
 
-def init_ray(num_cpus: int | None) -> None:
-    """Join RAY_ADDRESS (set by `ray job submit`; `auto` = a `ray start` cluster); else start a local Ray."""
-    from seqrec_ray.ray_env import init_ray as connect
-
-    connect(num_cpus=num_cpus)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
         sys.path.insert(0, str(REPO_ROOT))
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.sim.logs import run_simulation
 
     try:
@@ -67,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    init_ray(args.num_cpus)
+    init_ray(num_cpus=args.num_cpus)
     try:
         summary = run_simulation(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     except (FileExistsError, OSError) as exc:
