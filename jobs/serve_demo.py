@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,15 @@ def run_requests(cfg: ServeDemoConfig) -> None:
         print(f"\n# after viewing/clicking/carting {fresh}: top-5 {verdict}: {before} -> {after}")
 
 
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM (installed after ray.init, which replaces handlers)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("[serve] stopping", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     import ray
@@ -121,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         run_requests(cfg)
         if cfg.keep_serving:
             print(f"\n[serve] serving on http://{cfg.host}:{cfg.port} until Ctrl-C", flush=True)
-            while True:
-                time.sleep(3600)
+            wait_for_stop_signal()
     except KeyboardInterrupt:
         pass
     finally:
