@@ -11,6 +11,7 @@ they could be read and a non-null ``invalid_reason``; featurization quarantines 
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
@@ -32,6 +33,13 @@ OPTIONAL_COLUMNS = (SESSION_ID, CATEGORY_ID, PRICE, QUERY)
 EVENT_TYPES = ("view", "click", "cart", "fav", "purchase", "search")
 EVENT_TYPE_INDEX = {name: i + 1 for i, name in enumerate(EVENT_TYPES)}
 NUM_EVENT_TYPE_INDICES = len(EVENT_TYPES) + 1
+
+# Time gap since the user's previous event, bucketed on a log scale (docs/contracts.md §2).
+# Featurize, the Serve encoder and the simulator env all use gap_bucket_of, so a served
+# history is bucketed exactly like the sequences the model was trained on.
+FIRST_EVENT_BUCKET = 1
+MAX_GAP_BUCKET = 31
+NUM_GAP_BUCKETS = MAX_GAP_BUCKET + 1
 
 PAD_INDEX = 0
 OOV_INDEX = 1
@@ -62,3 +70,10 @@ READER_SCHEMA = pa.schema(
 
 def empty_reader_table() -> pa.Table:
     return READER_SCHEMA.empty_table()
+
+
+def gap_bucket_of(gap_seconds: np.ndarray) -> np.ndarray:
+    """Gaps in seconds (not of first events) -> int64 buckets 2 + floor(log2(1 + gap)),
+    capped at MAX_GAP_BUCKET; a negative gap (a clock running backwards) counts as 0."""
+    gaps = np.maximum(np.asarray(gap_seconds, dtype=np.float64), 0.0)
+    return np.minimum(2 + np.floor(np.log2(1.0 + gaps)), MAX_GAP_BUCKET).astype(np.int64)

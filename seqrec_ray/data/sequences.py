@@ -18,8 +18,6 @@ from seqrec_ray.data import vocab as V
 from seqrec_ray.data.events import SESSION_INDEX, user_starts
 from seqrec_ray.data.splits import SplitConfig, assign_splits
 
-FIRST_EVENT_BUCKET = 1
-MAX_GAP_BUCKET = 31
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
@@ -55,9 +53,9 @@ class SequenceConfig:
 def gap_buckets(ts: np.ndarray, first: np.ndarray) -> np.ndarray:
     """1 for a user's first event, else 2 + floor(log2(1 + gap seconds)), capped at 31."""
     gaps = np.zeros(len(ts))
-    gaps[1:] = np.maximum(np.diff(ts), 0.0)  # sorted within a user: never negative there
-    buckets = np.minimum(2 + np.floor(np.log2(1.0 + gaps)), MAX_GAP_BUCKET).astype(np.int8)
-    buckets[first] = FIRST_EVENT_BUCKET
+    gaps[1:] = np.diff(ts)  # across users too: those positions are first events, reset below
+    buckets = S.gap_bucket_of(gaps).astype(np.int8)
+    buckets[first] = S.FIRST_EVENT_BUCKET
     return buckets
 
 

@@ -11,13 +11,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from seqrec_ray.schema import EVENT_TYPE_INDEX
+from seqrec_ray.schema import EVENT_TYPE_INDEX, FIRST_EVENT_BUCKET, gap_bucket_of
 
 from .catalogue import ItemVocab
 
 FEATURE_KEYS = ("items", "event_types", "categories", "gap_buckets")
-FIRST_EVENT_BUCKET = 1
-MAX_GAP_BUCKET = 31
 
 
 def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
@@ -29,9 +27,7 @@ def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
     ts = np.asarray(timestamps, dtype=np.float64)
     if ts.size == 0:
         return np.zeros(0, dtype=np.int64)
-    gaps = np.maximum(np.diff(ts), 0.0)
-    rest = np.minimum(2 + np.floor(np.log2(1.0 + gaps)), MAX_GAP_BUCKET).astype(np.int64)
-    return np.concatenate([[FIRST_EVENT_BUCKET], rest]).astype(np.int64)
+    return np.concatenate([[FIRST_EVENT_BUCKET], gap_bucket_of(np.diff(ts))]).astype(np.int64)
 
 
 def history_features(history: Sequence[Mapping[str, Any]], vocab: ItemVocab, max_len: int) -> dict[str, np.ndarray]:

@@ -28,7 +28,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from seqrec_ray.schema import EVENT_TYPE_INDEX, EVENT_TYPES, NUM_EVENT_TYPE_INDICES
+from seqrec_ray.schema import (
+    EVENT_TYPE_INDEX, EVENT_TYPES, FIRST_EVENT_BUCKET, NUM_EVENT_TYPE_INDICES, NUM_GAP_BUCKETS, gap_bucket_of,
+)
 from seqrec_ray.sim import behaviour as B
 from seqrec_ray.sim.organic import MIN_SESSION_GAP_S, OrganicConfig, events_table, run_block
 from seqrec_ray.sim.state import SESSION_START_UNIFORMS, ShopperState, after_step, context, new_state, start_sessions
@@ -36,7 +38,7 @@ from seqrec_ray.sim.world import SECONDS_PER_DAY, SimConfig, World, child_rng, u
 
 from seqrec_ray.sim import ENV_ID  # noqa: F401  (re-exported)
 REWARDS = ("purchases", "revenue")
-GAP_BUCKETS = 32
+GAP_BUCKETS = NUM_GAP_BUCKETS
 _LIVE_KEY = 3
 
 
@@ -67,8 +69,8 @@ class EnvConfig:
 def gap_bucket(gap_seconds: float | None) -> int:
     """Contracts §2: 1 = first event, else 2 + floor(log2(1 + gap)), capped at 31."""
     if gap_seconds is None:
-        return 1
-    return min(GAP_BUCKETS - 1, 2 + int(math.floor(math.log2(1.0 + max(0.0, gap_seconds)))))
+        return FIRST_EVENT_BUCKET
+    return int(gap_bucket_of(gap_seconds))
 
 
 class ShopperEnv(gym.Env):
