@@ -168,6 +168,27 @@ def test_a_new_user_with_unknown_items_is_served_by_the_model(client):
     assert profile["profile"] is None and len(profile["recent_events"]) == 3
 
 
+def test_concurrent_requests_batched_together_get_each_their_own_answer(app, client):
+    """Concurrent /recommend requests travel the chain as batches: each answer must be the
+    one that user gets alone (warm and cold users and different k mixed in one burst)."""
+    import asyncio
+
+    bodies = [{"user_id": f"user-{i}", "k": 3 + i % 4} for i in range(24)]
+    bodies += [{"user_id": f"cold-{i}", "k": 2, "categories": ["cat-1"]} for i in range(4)]
+    alone = [_recommend(client, b["user_id"], **{k: v for k, v in b.items() if k != "user_id"}) for b in bodies]
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=app["url"], headers={"X-API-Key": API_KEY}, timeout=60) as ac:
+            return await asyncio.gather(*(ac.post("/recommend", json=b) for b in bodies))
+
+    together = asyncio.run(burst())
+    assert all(r.status_code == 200 for r in together), [r.text for r in together if r.status_code != 200]
+    for body, single, batched in zip(bodies, alone, (r.json() for r in together)):
+        assert batched["user_id"] == body["user_id"] and batched["cold_start"] == single["cold_start"]
+        assert [i["item_id"] for i in batched["items"]] == [i["item_id"] for i in single["items"]]
+        assert len(batched["items"]) == body["k"]
+
+
 def test_rank_returns_exactly_the_given_items(client):
     items = ["item-0-3", "not-in-catalogue", "item-1-2", "item-1-3", "also-unknown", "item-2-9"]
     body = client.post("/rank", json={"user_id": "user-1", "items": items, "query": "red shoes"}).json()

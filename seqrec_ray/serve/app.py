@@ -39,8 +39,9 @@ class AppArgs(BaseModel):
     max_categories: int = 100
     max_body_bytes: int = 1 << 20
     reasons_per_item: int = 2
+    ingress_batch_size: int = 32
+    ingress_batches_in_flight: int = 2
     encoder_batch_size: int = 32
-    ranker_batch_size: int = 32
     batch_wait_s: float = 0.0
     torch_threads: Optional[int] = None
     score_dtype: str = "float32"

@@ -29,8 +29,9 @@ class ServeConfig:
     max_categories: int = 100
     max_body_bytes: int = 1 << 20
     reasons_per_item: int = 2
+    ingress_batch_size: int = 32  # /recommend requests that travel the chain together
+    ingress_batches_in_flight: int = 2  # per ingress replica: one batch is fetched while another ranks
     encoder_batch_size: int = 32
-    ranker_batch_size: int = 32
     batch_wait_s: float = 0.0  # 0: no waiting at low load; under load batches form from the queue
     torch_threads: int | None = None  # None: leave torch's default (Ray sets it from num_cpus)
     score_dtype: str = "float32"  # "bfloat16": half-size full-catalogue pass, exact rescoring
@@ -48,7 +49,8 @@ class ServeConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         for name in (
             "history_limit", "max_k", "max_items", "max_events", "max_categories",
-            "max_body_bytes", "reasons_per_item", "encoder_batch_size", "ranker_batch_size",
+            "max_body_bytes", "reasons_per_item", "ingress_batch_size",
+            "ingress_batches_in_flight", "encoder_batch_size",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

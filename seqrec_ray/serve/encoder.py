@@ -40,6 +40,13 @@ class SequenceEncoder:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def encode(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         """One call per user; Serve gathers concurrent calls into ``histories``."""
+        return self._encode(histories)
+
+    async def encode_many(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """A batch the caller already gathered (the ingress batches /recommend): one hop for all."""
+        return self._encode(histories) if histories else []
+
+    def _encode(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         model = self._model  # the whole batch uses one model even if a swap lands meanwhile
         vectors = encode_histories(model, histories)  # (B, D)
         # ``used``: how many of the latest events the model saw (for the ranker's reasons).

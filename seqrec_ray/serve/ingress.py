@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from .batching import GatedBatcher
 from .config import ServeConfig
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from .schemas import (
@@ -44,6 +45,9 @@ class Ingress:
         self._config = config
         # The key may come from the replica's environment when the config leaves it out.
         self._api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+        self._recommend_batcher = GatedBatcher(
+            self._recommend_batch, config.ingress_batch_size, config.ingress_batches_in_flight
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_http_app(self, self._config, self._api_key)
@@ -51,19 +55,34 @@ class Ingress:
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
         _check_limit("k", req.k, self._config.max_k, 422)
         _check_limit("categories", len(req.categories or ()), self._config.max_categories, 413)
-        history = (await self._fetcher.fetch.remote(req.user_id))["history"]
-        query: dict[str, Any] = {
-            "k": req.k,
-            "exclude": [e["item_id"] for e in history if e["event_type"] == "purchase"] if req.exclude_purchased else [],
-            "categories": req.categories,
-        }
-        if history:
-            encoded = await self._encoder.encode.remote(history)
-            used = history[-encoded["used"] :]
-            query.update(vector=encoded["vector"], checkpoint=encoded["checkpoint"],
-                         history=[(e["item_id"], e["event_type"]) for e in used])
-        result = await self._ranker.recommend.remote(query)
-        return RecommendResponse(user_id=req.user_id, cold_start=not history, items=result["items"], model=result["model"])
+        return await self._recommend_batcher.submit(req)
+
+    async def _recommend_batch(self, reqs: list[RecommendRequest]) -> list[RecommendResponse]:
+        """Concurrent /recommend requests (already validated) travel the chain together:
+        one fetcher, one encoder and one ranker call per batch instead of per request.
+        Nothing waits for a batch to fill: requests that queue while a batch is in flight
+        form the next one (GatedBatcher), so batches form exactly when they pay."""
+        contexts = await self._fetcher.fetch_many.remote([r.user_id for r in reqs])
+        histories = [ctx["history"] for ctx in contexts]
+        warm = [i for i, history in enumerate(histories) if history]  # the rest are cold starts
+        encoded = await self._encoder.encode_many.remote([histories[i] for i in warm]) if warm else []
+        queries: list[dict[str, Any]] = [
+            {
+                "k": r.k,
+                "exclude": [e["item_id"] for e in h if e["event_type"] == "purchase"] if r.exclude_purchased else [],
+                "categories": r.categories,
+            }
+            for r, h in zip(reqs, histories)
+        ]
+        for i, enc in zip(warm, encoded):
+            used = histories[i][-enc["used"] :]
+            queries[i].update(vector=enc["vector"], checkpoint=enc["checkpoint"],
+                              history=[(e["item_id"], e["event_type"]) for e in used])
+        results = await self._ranker.recommend_many.remote(queries)
+        return [
+            RecommendResponse(user_id=r.user_id, cold_start=not h, items=res["items"], model=res["model"])
+            for r, h, res in zip(reqs, histories, results)
+        ]
 
     async def rank(self, req: RankRequest) -> RankResponse:
         _check_limit("items", len(req.items), self._config.max_items, 413)

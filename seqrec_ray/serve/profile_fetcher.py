@@ -31,6 +31,10 @@ class ProfileFetcher:
         history = self._store.get_history(user_id, self._history_limit)
         return {"profile": self._store.get_profile(user_id), "history": [e.as_dict() for e in history]}
 
+    async def fetch_many(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        """``fetch`` for a batch of users in one call (the ingress batches /recommend)."""
+        return [await self.fetch(user_id) for user_id in user_ids]
+
     async def append(self, events: list[dict[str, Any]]) -> int:
         """Returns only after the store has committed, so a 200 means the events are durable."""
         return self._store.append_events([StoredEvent(**e) for e in events])

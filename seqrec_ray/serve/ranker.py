@@ -32,8 +32,6 @@ class Ranker:
             torch.set_num_threads(config.torch_threads)
         self._models: OrderedDict[str, RankerModel] = OrderedDict()
         self._current = self._load(config.checkpoint)
-        self.recommend.set_max_batch_size(config.ranker_batch_size)
-        self.recommend.set_batch_wait_timeout_s(config.batch_wait_s)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         path = (user_config or {}).get("checkpoint")
@@ -58,9 +56,9 @@ class Ranker:
             return self._current
         return self._models.get(checkpoint) or self._load(checkpoint)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def recommend(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each request: RecommendQuery fields plus ``checkpoint`` (None for a cold start)."""
+    async def recommend_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A batch of requests the ingress gathered, scored in one pass per checkpoint.
+        Each request: RecommendQuery fields plus ``checkpoint`` (None for a cold start)."""
         groups: dict[str, tuple[RankerModel, list[int]]] = {}
         for i, r in enumerate(requests):
             model = self._model_for(r.get("checkpoint"))
