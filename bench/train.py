@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,9 @@ from pathlib import Path
 class BenchConfig:
     data: str | None = None  # artifacts dir; None = generate
     epochs: int = 4  # per measurement, the first is warm-up
-    threads: int = 2  # torch threads in-process = CPUs of the one Ray worker
+    # Torch threads in-process = CPUs of the one Ray worker. 1 matches Ray Train's default
+    # worker shape; on a 2-core box, 2 threads leave no core for Ray's own processes.
+    threads: int = 1
     batch_size: int = 256
     num_negatives: int = 1024
     no_ray: bool = False
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="artifacts directory (default: generate a small one)")
     p.add_argument("--epochs", type=int, default=BenchConfig.epochs)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--threads", type=int, default=BenchConfig.threads,
+                   help="torch threads in-process = CPUs of the Ray worker (default 1)")
     p.add_argument("--batch-size", type=int, default=BenchConfig.batch_size)
     p.add_argument("--num-negatives", type=int, default=BenchConfig.num_negatives)
     p.add_argument("--gen-users", type=int, default=BenchConfig.gen_users, help="generated data: users")

@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ray_args.add_argument("--max-failures", type=int, default=0, help="worker-group restarts from the latest checkpoint")
     ray_args.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                           help="cluster to join (default $RAY_ADDRESS; unset: start a local Ray)")
+    ray_args.add_argument("--shard-cache-mib", type=float, default=2048.0,
+                          help="workers keep their data shard in memory when it is at most this big; "
+                               "0 = stream it from Ray Data every epoch")
     ray_args.add_argument("--no-ray", action="store_true", help="train in this process without Ray")
     m = p.add_argument_group("model (default: the model's tuned default)")
     m.add_argument("--dim", type=int)
@@ -50,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--loss", default="full", help="full | sampled")
     t.add_argument("--num-negatives", type=int, default=1024)
     t.add_argument("--negative-sampler", default="uniform", help="uniform | popularity")
+    t.add_argument("--mask-history-in-loss", action="store_true",
+                   help="full softmax: leave each position's earlier items out of its softmax, as "
+                        "evaluate --mask-history (the S3-Rec protocol) leaves them out of the ranking")
     t.add_argument("--epochs", type=int, help="upper bound; early stopping ends sooner (default: TrainConfig's)")
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--eval-batch-size", type=int, default=1024)
@@ -74,6 +80,7 @@ def build_configs(args: argparse.Namespace):
         num_heads=args.num_heads, dropout=args.dropout, emb_dropout=args.emb_dropout,
         use_event_type=not args.no_event_type, use_gap=not args.no_gap, use_category=not args.no_category,
         loss=args.loss, num_negatives=args.num_negatives, negative_sampler=args.negative_sampler,
+        mask_history_in_loss=args.mask_history_in_loss,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         weight_decay=args.weight_decay, max_len=args.max_len, seed=args.seed,
         torch_threads=args.torch_threads, run_name=args.run_name or "run", **given,
@@ -81,7 +88,7 @@ def build_configs(args: argparse.Namespace):
     ray_config = RayTrainConfig(
         num_workers=args.num_workers, use_gpu=args.use_gpu, cpus_per_worker=args.cpus_per_worker,
         run_name=args.run_name, storage_path=str(Path(args.storage).resolve()) if args.storage else None,
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, shard_cache_mib=args.shard_cache_mib,
     )
     return train, ray_config
 

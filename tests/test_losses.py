@@ -42,6 +42,18 @@ def test_full_softmax_by_hand():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_full_softmax_with_history_masked_by_hand():
+    # Position 1: history {2}, target 3: item 2 leaves the softmax -> logits over 3, 4 = [0, 1].
+    # Position 2: history {2, 3}, target 2 (a repeat: the target itself stays in) ->
+    # item 3 leaves -> logits over 2, 4 = [0, 1].
+    expected = (math.log(1 + E) - 0.0 + math.log(1 + E) - 0.0) / 2
+    task = FullSoftmaxTask(LookupEncoder(TABLE), mask_history=True)
+    assert task(BATCH).item() == pytest.approx(expected, rel=1e-6)
+    # Gradients still reach the target's logit through the restored entry.
+    task(BATCH).backward()
+    assert task.encoder.embed.items.weight.grad[2].abs().sum() > 0
+
+
 def test_sampled_softmax_log_q_and_accidental_hits_by_hand():
     q = torch.tensor([0.0, 0.0, 0.5, 0.25, 0.25])
     task = SampledSoftmaxTask(LookupEncoder(TABLE), q, num_negatives=2, seed=0)

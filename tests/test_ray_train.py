@@ -166,3 +166,20 @@ def test_rerun_with_same_name_resumes_at_the_next_epoch_with_the_saved_state(res
     assert reported[3]["restored_digest"] == saved["digest"]
     assert reported[3]["restored_optimizer_step"] == saved["step"]
     assert state_digest(load_checkpoint(root / "second" / "latest").model) != saved["digest"]
+
+
+def test_streamed_shards_train_and_count_every_valid_user_once(ray_local, beauty_sample, tmp_path):
+    """shard_cache_mib=0: every epoch streams the shards (iter_torch_batches with a local
+    shuffle buffer) instead of reusing the in-memory copy; the result is equally valid."""
+    from seqrec_ray.train.config import TrainConfig
+    from seqrec_ray.train.ray_trainer import RayTrainConfig, fit
+
+    config = TrainConfig(model="lstm", dim=16, hidden=32, dropout=0.0, emb_dropout=0.0, batch_size=16,
+                         eval_batch_size=128, lr=0.01, max_len=20, epochs=2, patience=0, seed=7)
+    ray_config = RayTrainConfig(num_workers=2, run_name="streamed", storage_path=str(tmp_path / "runs"),
+                                shard_cache_mib=0)
+    summary = fit(config, ray_config, beauty_sample, tmp_path / "out", progress=False)
+    history = json.loads((tmp_path / "out" / "curves.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
+    assert all(h["valid"]["users"] == _valid_users(beauty_sample) for h in history)
+    assert summary["test"]["users"] == _valid_users(beauty_sample)

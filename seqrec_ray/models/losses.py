@@ -16,18 +16,32 @@ FIRST_ITEM = 2  # item indices 0 (pad) and 1 (oov) are never predicted
 
 
 class FullSoftmaxTask(nn.Module):
-    """Cross-entropy over the whole catalogue at every position with a target."""
+    """Cross-entropy over the whole catalogue at every position with a target.
 
-    def __init__(self, encoder: SequenceEncoder) -> None:
+    ``mask_history``: at each position, the items the user already had up to and
+    including that position leave the softmax (unless one is the target itself), as
+    the S3-Rec evaluation protocol removes them from the ranking. The loss then spends
+    nothing on pushing down items that are never ranked; keep it off where repeat
+    purchases are to be recommended.
+    """
+
+    def __init__(self, encoder: SequenceEncoder, mask_history: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
+        self.mask_history = mask_history
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
         if targets.numel() == 0:
             return _no_targets(h)
-        logits = h @ self.encoder.item_embeddings().T  # (N, V)
+        table = self.encoder.item_embeddings()
+        logits = h @ table.T  # (N, V)
         logits[:, :FIRST_ITEM] = float("-inf")
+        if self.mask_history:
+            # The target's logit recomputed (a gather would pin ``logits`` before the edits).
+            target_logits = (h * table[targets]).sum(-1, keepdim=True).to(logits.dtype)  # (N, 1)
+            logits.scatter_(1, _history_up_to(batch), float("-inf"))
+            logits.scatter_(1, targets.unsqueeze(1), target_logits)
         return F.cross_entropy(logits.float(), targets)
 
 
@@ -89,6 +103,15 @@ def _positions_with_targets(encoder: SequenceEncoder, batch: dict[str, torch.Ten
     targets = batch["targets"]  # (B, T)
     keep = targets >= FIRST_ITEM
     return h[keep], targets[keep]
+
+
+def _history_up_to(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """For each position with a target, the items at it and before it: (N, T), 0 = pad."""
+    items, keep = batch["items"], batch["targets"] >= FIRST_ITEM  # (B, T)
+    width = items.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=items.device).tril()  # (T, T): s <= t
+    prefixes = items.unsqueeze(1).expand(-1, width, -1) * causal  # (B, T, T)
+    return prefixes[keep]
 
 
 def _no_targets(h: torch.Tensor) -> torch.Tensor:

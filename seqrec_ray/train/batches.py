@@ -48,6 +48,21 @@ def iterate_batches(
         yield {k: v[idx] for k, v in tensors.items()}
 
 
+def concat_padded(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Row-concatenate batches; ragged columns are right-padded with 0 to the widest part.
+    An empty list gives an empty dict."""
+    if not parts:
+        return {}
+    out = {}
+    for name in parts[0]:
+        columns = [p[name] for p in parts]
+        if columns[0].dim() == 2 and name in RAGGED_COLUMNS:
+            width = max(c.shape[1] for c in columns)
+            columns = [torch.nn.functional.pad(c, (0, width - c.shape[1])) for c in columns]
+        out[name] = torch.cat(columns)
+    return out
+
+
 def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the leading columns that are padding in every row of a LEFT-padded batch."""
     width = max(int((batch["items"] != 0).sum(1).max()), 1)

@@ -38,6 +38,10 @@ class TrainConfig:
     loss: str = "full"
     num_negatives: int = 1024
     negative_sampler: str = "uniform"
+    # Full softmax only: drop each position's earlier items from its softmax, as the
+    # S3-Rec protocol (evaluate --mask-history) drops them from the ranking. Off for
+    # shops whose users re-buy: it teaches the model never to recommend repeats.
+    mask_history_in_loss: bool = False
     # Optimisation.
     epochs: int = 150  # an upper bound: early stopping ends runs (Beauty: 20-60 epochs)
     batch_size: int = 256
@@ -57,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"model must be one of {ENCODER_NAMES}, got {self.model!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.mask_history_in_loss and self.loss != "full":
+            raise ValueError("mask_history_in_loss works with loss='full' only")
         if self.negative_sampler not in SAMPLERS:
             raise ValueError(f"negative_sampler must be one of {SAMPLERS}, got {self.negative_sampler!r}")
         for name in ("num_negatives", "epochs", "batch_size", "max_len", "eval_batch_size"):

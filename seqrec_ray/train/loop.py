@@ -34,7 +34,7 @@ def build_task(
     torch.manual_seed(config.seed + rank)
     encoder = build_encoder(config.encoder_config(vocab_sizes))
     if config.loss == "full":
-        return FullSoftmaxTask(encoder)
+        return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
     proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
     return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1))

@@ -45,7 +45,7 @@ from ray.train import (
     ScalingConfig,
 )
 
-from .batches import table_to_tensors
+from .batches import concat_padded, iterate_batches, table_to_tensors, trim_left_padding
 from .checkpoint import save_checkpoint, unwrap_encoder
 from .config import TrainConfig
 from .examples import eval_examples, training_windows
@@ -69,6 +69,10 @@ class RayTrainConfig:
     max_failures: int = 0  # worker-group restarts from the latest checkpoint before giving up
     num_to_keep: int = 2  # checkpoints kept by valid NDCG@10 (the latest is always kept too)
     cache_windows: bool = True  # materialize windows once instead of re-windowing every epoch
+    # Each worker keeps its shard in memory as tensors after the first pass when the shard
+    # is at most this big (MiB), then every epoch is a fresh in-memory shuffle of it: no
+    # per-epoch streaming, collation or shuffle buffer. 0 = stream the shard every epoch.
+    shard_cache_mib: float = 2048.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
@@ -77,6 +81,8 @@ class RayTrainConfig:
             raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker!r}")
         if not isinstance(self.max_failures, int) or self.max_failures < -1:
             raise ValueError(f"max_failures must be an int >= -1 (-1 = retry forever), got {self.max_failures!r}")
+        if not self.shard_cache_mib >= 0:
+            raise ValueError(f"shard_cache_mib must be >= 0 (0 = always stream), got {self.shard_cache_mib!r}")
         if not isinstance(self.num_to_keep, int) or self.num_to_keep < 1:
             raise ValueError(f"num_to_keep must be a positive int, got {self.num_to_keep!r}")
         if self.run_name is not None and (not self.run_name or "/" in self.run_name):
@@ -128,10 +134,16 @@ class ShardConfig(DataConfig):
 
 class ArrowToTensors(ArrowBatchCollateFn):
     """Arrow batches -> int64 tensors with the shared converter (pads ``history``, drops
-    ``user_id``), so workers and the in-process loop see identical batches."""
+    ``user_id``), so workers and the in-process loop see identical batches. Training
+    batches are trimmed to their longest window like the in-process loop's."""
+
+    def __init__(self, trim: bool = False) -> None:
+        super().__init__()
+        self.trim = trim
 
     def __call__(self, batch):
-        return table_to_tensors(batch)
+        tensors = table_to_tensors(batch)
+        return trim_left_padding(tensors) if self.trim else tensors
 
 
 def fit(
@@ -149,8 +161,10 @@ def fit(
     manifest = load_manifest(data_dir)
     run_name = ray_config.run_name or default_run_name(config, data_dir)
     config = dataclasses.replace(config, run_name=run_name)
+    datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows)
     loop_config = {
         "train_config": config,
+        "cache_shards": _shards_fit_in_memory(datasets, ray_config),
         "vocab_sizes": dict(manifest["vocab_sizes"]),
         "item_counts": _item_counts(config, data_dir, manifest),
         "artifacts_dir": str(data_dir),
@@ -169,7 +183,7 @@ def fit(
                 num_to_keep=ray_config.num_to_keep, checkpoint_score_attribute=BEST_METRIC, checkpoint_score_order="max"
             ),
         ),
-        datasets=build_datasets(data_dir, config.max_len, ray_config.cache_windows),
+        datasets=datasets,
         dataset_config=ShardConfig(),
     )
     if progress:
@@ -177,6 +191,14 @@ def fit(
               f"({ray_config.num_workers} workers{', GPU' if ray_config.use_gpu else ''})", flush=True)
     result = trainer.fit()
     return export_run(result, config, data_dir, output_dir, progress)
+
+
+def _shards_fit_in_memory(datasets: dict[str, ray.data.Dataset], ray_config: RayTrainConfig) -> bool:
+    """True when every worker's share of the (materialized) datasets fits shard_cache_mib."""
+    if not ray_config.cache_windows or ray_config.shard_cache_mib <= 0:
+        return False  # lazy datasets: their size is unknown until they run
+    total = sum(ds.size_bytes() for ds in datasets.values())
+    return total / ray_config.num_workers <= ray_config.shard_cache_mib * 2**20
 
 
 def _scaling_config(ray_config: RayTrainConfig) -> ScalingConfig:
@@ -271,19 +293,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
         resumed["restored_optimizer_step"] = _optimizer_step(optimizer)
     stopper, history = restored["stopper"], restored["history"]
     started = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
+    shards = _ShardBatches(config, rank, loop_config["cache_shards"])
     for epoch in range(restored["epoch"] + 1, config.epochs + 1):
         if stopper.should_stop:
             break
         _seed_epoch(model, config.seed, rank, epoch)
-        train_batches = ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=config.batch_size, collate_fn=ArrowToTensors(),
-            local_shuffle_buffer_size=4 * config.batch_size, local_shuffle_seed=_epoch_seed(config.seed, rank, epoch),
-        )
+        train_batches = shards.train(epoch)
         stats = train_epoch(model, train_batches, optimizer, device, autocast, config.grad_clip)
-        valid_batches = ray.train.get_dataset_shard("valid").iter_torch_batches(
-            batch_size=config.eval_batch_size, collate_fn=ArrowToTensors()
-        )
-        valid = evaluate(model, valid_batches, config.ks, True, device, autocast)
+        valid = evaluate(model, shards.valid(), config.ks, True, device, autocast)
         stats, valid = _merge_across_ranks(stats, valid, world)
         record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
         history.append(record)
@@ -293,6 +310,51 @@ def train_loop_per_worker(loop_config: dict) -> None:
             # Not print(): Ray Train's print patch echoes every line twice to the driver.
             sys.stdout.write(_progress_line(record, stopper, world) + "\n")
             sys.stdout.flush()
+
+
+class _ShardBatches:
+    """This worker's train and valid batches, from its Ray Data shards.
+
+    Streamed: every epoch iterates the shard (``iter_torch_batches``, local shuffle
+    buffer). Cached: the first pass collects the shard into tensors and each epoch then
+    draws a full random order of them, the same batching as the in-process loop.
+    """
+
+    def __init__(self, config: TrainConfig, rank: int, cache: bool) -> None:
+        self.config, self.rank, self.cache = config, rank, cache
+        self._cached: dict[str, dict[str, torch.Tensor]] = {}
+
+    def train(self, epoch: int):
+        seed = _epoch_seed(self.config.seed, self.rank, epoch)
+        if self.cache:
+            tensors = self._collect("train")
+            if not tensors:
+                return iter(())
+            return map(trim_left_padding, iterate_batches(tensors, self.config.batch_size, shuffle=True, seed=seed))
+        return ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=self.config.batch_size, collate_fn=ArrowToTensors(trim=True),
+            local_shuffle_buffer_size=4 * self.config.batch_size, local_shuffle_seed=seed,
+        )
+
+    def valid(self):
+        if self.cache:
+            tensors = self._collect("valid")
+            return iterate_batches(tensors, self.config.eval_batch_size) if tensors else iter(())
+        return ray.train.get_dataset_shard("valid").iter_torch_batches(
+            batch_size=self.config.eval_batch_size, collate_fn=ArrowToTensors()
+        )
+
+    def _collect(self, name: str) -> dict[str, torch.Tensor]:
+        if name not in self._cached:
+            parts = list(ray.train.get_dataset_shard(name).iter_torch_batches(
+                batch_size=8192, collate_fn=ArrowToTensors()))
+            tensors = concat_padded(parts)
+            if tensors and name != "train":
+                # Length order lets each eval batch trim more left padding (order is irrelevant).
+                order = torch.argsort((tensors["items"] != 0).sum(1), stable=True)
+                tensors = {k: v[order] for k, v in tensors.items()}
+            self._cached[name] = tensors
+        return self._cached[name]
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer) -> int:
