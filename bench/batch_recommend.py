@@ -112,19 +112,16 @@ def in_process(config) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     import ray
 
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.train.batch_inference import BatchRecommendConfig, run_batch_recommend
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
         # address="local": a fresh instance even when another Ray runs on this machine.
-        ray.init(address="local", num_cpus=int(args.num_actors * args.cpus_per_actor + 0.999) + 1,
-                 include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+        init_ray("local", int(args.num_actors * args.cpus_per_actor + 0.999) + 1, log_to_driver=False)
         init_s = time.perf_counter() - started
         try:
             data = Path(args.data) if args.data else featurize_beauty(tmp / "artifacts")

@@ -123,7 +123,7 @@ class PeakRss:
             self.peak = max(self.peak, total)
             self._stop.wait(0.25)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -181,11 +181,11 @@ def run_ray(files_dir: str, out_dir: str, args) -> dict:
     import ray
 
     from seqrec_ray.data.pipeline import FeaturizeConfig, run_featurize
+    from seqrec_ray.ray_env import init_ray
 
     start = time.perf_counter()
     # address="local": a fresh instance even when another Ray runs on this machine.
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    init_ray("local", args.num_cpus, log_to_driver=False)
     init_s = time.perf_counter() - start
     try:
         config = FeaturizeConfig(input=files_dir, format="events", output=out_dir,
@@ -202,8 +202,6 @@ def run_ray(files_dir: str, out_dir: str, args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     work = args.workdir or tempfile.mkdtemp(prefix="featurize-bench-")
     try:
         start = time.perf_counter()

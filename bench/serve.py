@@ -26,17 +26,12 @@ c=32 >= 3x c=1; 1M x 64 ranking <= 20 ms per request.
 import argparse
 import asyncio
 import json
-import socket
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 LEVELS = (1, 8, 32)
 
@@ -132,19 +127,15 @@ def build_noop_app():
 
 
 def demo_world(tmp: Path, seed: int) -> tuple[str, str, list[str]]:
-    """A 2,000-user, 2,000-item demo shop: artifacts, store and a 1-epoch LSTM checkpoint."""
-    from seqrec_ray.serve.demo import DemoShop, profiles, write_artifacts
-    from seqrec_ray.store import open_store
+    """A 2,000-user, 2,000-item demo shop: featurized artifacts, store and a 1-epoch LSTM checkpoint."""
+    from seqrec_ray.data.pipeline import featurize_in_process
+    from seqrec_ray.sim.demo_shop import DemoShop
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.loop import run_in_process
 
     shop = DemoShop(users=2000, categories=20, items_per_category=100, events_per_user=20, intents=2, seed=seed)
-    events = shop.events()
-    artifacts = write_artifacts(events, tmp / "artifacts")
-    store = str(tmp / "store.db")
-    with open_store(store) as s:
-        s.put_profiles(profiles(events))
-        s.append_events(events)
+    artifacts, store = tmp / "artifacts", str(tmp / "store.db")
+    featurize_in_process(shop.events(), str(artifacts), store=store)
     config = TrainConfig(model="lstm", epochs=1, max_len=50, batch_size=256, seed=seed, run_name="bench-serve", patience=0)
     result = run_in_process(config, artifacts, tmp / "run", progress=False)
     return result["best_checkpoint"], store, [f"user-{u}" for u in range(shop.users)]
@@ -160,11 +151,11 @@ def sample_users(artifacts: str, n: int, seed: int) -> list[str]:
 
 def in_process_floor(checkpoint: str, store_url: str, users: list[str], requests: int) -> dict:
     """The app's per-request work without Serve: fetch, encode, rank, one at a time."""
-    from seqrec_ray.serve.model import encode_histories, load_serving_model
-    from seqrec_ray.serve.ranking import RankerModel, RecommendQuery, recommend_batch
-    from seqrec_ray.store import open_store
-
     import torch
+
+    from seqrec_ray.serve.model import encode_histories, load_serving_model
+    from seqrec_ray.serve.ranking import RankerModel, recommend_batch, recommend_query
+    from seqrec_ray.store import open_store
 
     torch.set_num_threads(1)  # as in a replica (Ray gives a 0.25-CPU actor one thread)
     model = load_serving_model(checkpoint, "cpu")
@@ -178,9 +169,7 @@ def in_process_floor(checkpoint: str, store_url: str, users: list[str], requests
             store.get_profile(user)
             history = [e.as_dict() for e in store.get_history(user, 200)]
             vector = encode_histories(model, [history])[0]
-            used = history[-model.max_len:]
-            query = RecommendQuery(k=10, vector=vector, exclude=tuple(e["item_id"] for e in history if e["event_type"] == "purchase"),
-                                   history=tuple((e["item_id"], e["event_type"]) for e in used))
+            query = recommend_query(10, history, True, vector=vector, used=min(len(history), model.max_len))
             recommend_batch(ranker, [query], per_item=2)
             latencies.append(time.perf_counter() - t)
         wall = time.perf_counter() - started
@@ -192,11 +181,11 @@ def catalogue_ranking(items: int, dim: int, seed: int, repeats: int = 7) -> dict
     at batch 1 and 32, with the float32 pass and the bfloat16 pass (+ exact rescoring)."""
     import torch
 
-    from seqrec_ray.serve.catalogue import ItemVocab
+    from seqrec_ray.data.vocab import Vocab
     from seqrec_ray.serve.ranking import RankerModel, RecommendQuery, fast_table, recommend_batch
 
     gen = torch.Generator().manual_seed(seed)
-    vocab = ItemVocab(
+    vocab = Vocab(
         item_raw_ids=["<pad>", "<oov>"] + [f"i{j}" for j in range(items - 2)],
         item_category=np.ones(items, dtype=np.int64), item_counts=np.ones(items, dtype=np.int64),
         category_raw_ids=["<pad>", "<oov>"],
@@ -221,41 +210,38 @@ def catalogue_ranking(items: int, dim: int, seed: int, repeats: int = 7) -> dict
 
 def serve_runs(config: BenchConfig, checkpoint: str, store: str, users: list[str]) -> dict:
     import ray
-    from ray import serve
-    from ray.serve.context import _get_global_client
 
+    from seqrec_ray.ray_env import init_ray
+    from seqrec_ray.serve.local import local_serve
+
+    init_ray(address="local", num_cpus=4, log_to_driver=False)  # a fresh instance, never someone else's cluster
+    try:
+        with local_serve() as server:
+            return _drive_apps(server, config, checkpoint, store, users)
+    finally:
+        ray.shutdown()
+
+
+def _drive_apps(server, config: BenchConfig, checkpoint: str, store: str, users: list[str]) -> dict:
     from seqrec_ray.serve.app import build_app_graph
     from seqrec_ray.serve.config import ServeConfig
 
-    # address="local": always a fresh instance, never someone else's running cluster.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        port = _get_global_client().http_config.port
-        serve.run(build_app_graph(ServeConfig(checkpoint=checkpoint, store=store)), name="bench-seqrec", route_prefix="/")
-        serve.run(build_noop_app(), name="bench-noop", route_prefix="/noop")
-        base = f"http://127.0.0.1:{port}"
-        rec = [{"user_id": u, "k": 10} for u in users]
-        rng = np.random.default_rng(config.seed)
-        events = [[{"user_id": f"bench-{i % 500}", "item_id": f"bench-item-{int(rng.integers(1000))}", "event_type": "view"}]
-                  for i in range(config.requests)]
-        targets = {"recommend": (f"{base}/recommend", rec), "noop_chain": (f"{base}/noop/recommend", rec),
-                   "events": (f"{base}/events", events)}
-        for url, bodies in targets.values():  # warm up connections, replicas and batching
-            asyncio.run(drive(url, bodies, 8, 40, 30, {}))
-        out: dict = {name: {} for name in targets}
-        for c in LEVELS:
-            for name, (url, bodies) in targets.items():
-                out[name][f"c{c}"] = asyncio.run(drive(url, bodies, c, config.requests, config.seconds, {}))
-                print(f"  {name:<11} c={c:<3} {_fmt(out[name][f'c{c}'])}", flush=True)
-        return out
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    base = server.run(build_app_graph(ServeConfig(checkpoint=checkpoint, store=store)), "bench-seqrec")
+    server.run(build_noop_app(), "bench-noop", route_prefix="/noop")
+    rec = [{"user_id": u, "k": 10} for u in users]
+    rng = np.random.default_rng(config.seed)
+    events = [[{"user_id": f"bench-{i % 500}", "item_id": f"bench-item-{int(rng.integers(1000))}", "event_type": "view"}]
+              for i in range(config.requests)]
+    targets = {"recommend": (f"{base}/recommend", rec), "noop_chain": (f"{base}/noop/recommend", rec),
+               "events": (f"{base}/events", events)}
+    for url, bodies in targets.values():  # warm up connections, replicas and batching
+        asyncio.run(drive(url, bodies, 8, 40, 30, {}))
+    out: dict = {name: {} for name in targets}
+    for c in LEVELS:
+        for name, (url, bodies) in targets.items():
+            out[name][f"c{c}"] = asyncio.run(drive(url, bodies, c, config.requests, config.seconds, {}))
+            print(f"  {name:<11} c={c:<3} {_fmt(out[name][f'c{c}'])}", flush=True)
+    return out
 
 
 def run_bench(config: BenchConfig) -> dict:

@@ -17,9 +17,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--output", help="keep the logs here (default: a temporary directory, deleted)")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO_ROOT))
     import ray
 
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.sim.logs import SimulateConfig, run_simulation
     from seqrec_ray.sim.organic import OrganicConfig, simulate_block
     from seqrec_ray.sim.world import SimConfig, World
@@ -51,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     start = time.perf_counter()
     # address="local": measure a fresh local Ray even if a `ray start` cluster runs on this machine.
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    init_ray("local", args.num_cpus, log_to_driver=False)
     init_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = args.output or os.path.join(tmp, "logs")

@@ -49,46 +49,32 @@ class BenchConfig:
 
 
 def generate_artifacts(out: Path, users: int, items: int, seed: int) -> Path:
-    """A contract-§2 artifacts dir of Zipf-popular items in random sequences (5-60 events)."""
+    """Zipf-popular items in random sequences (5-60 events per user), featurized in-process
+    into a real artifacts directory (leave-one-out split)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from seqrec_ray import schema as S
+    from seqrec_ray.data.pipeline import featurize_in_process
 
     rng = np.random.default_rng(seed)
     lengths = rng.integers(5, 61, size=users)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    seq_items = rng.choice(np.arange(2, items + 2), size=int(lengths.sum()), p=popularity / popularity.sum())
-    cats = 2 + (np.arange(items + 2) % 20)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-
-    def lists(values, type_):
-        return pa.ListArray.from_arrays(offsets, pa.array(values, type=type_))
-
     n = int(lengths.sum())
-    splits = np.zeros(n, dtype=np.int8)
-    splits[offsets[1:] - 1], splits[offsets[1:] - 2] = 2, 1  # leave-one-out
-    gaps = np.full(n, 12, dtype=np.int8)
-    gaps[offsets[:-1]] = 1
-    (out / "vocab").mkdir(parents=True)
-    (out / "sequences").mkdir()
-    pq.write_table(pa.table({
-        "user_id": [f"u{i}" for i in range(users)], "items": lists(seq_items, pa.int64()),
-        "event_types": lists(rng.integers(1, 6, n), pa.int8()), "categories": lists(cats[seq_items], pa.int64()),
-        "gap_buckets": lists(gaps, pa.int8()), "hours": lists(np.zeros(n), pa.int8()),
-        "weekdays": lists(np.zeros(n), pa.int8()), "timestamps": lists(np.arange(n, dtype=float), pa.float64()),
-        "splits": lists(splits, pa.int8()),
-    }), out / "sequences" / "part-00000.parquet")
-    counts = np.bincount(seq_items, minlength=items + 2)
-    pq.write_table(pa.table({
-        "index": np.arange(items + 2), "raw_id": ["<pad>", "<oov>", *[f"i{i}" for i in range(2, items + 2)]],
-        "count": counts, "category_index": np.where(np.arange(items + 2) == 0, 0, cats),
-    }), out / "vocab" / "items.parquet")
-    pq.write_table(pa.table({"index": np.arange(22), "raw_id": ["<pad>", "<oov>", *[f"c{c}" for c in range(2, 22)]],
-                             "count": np.zeros(22, dtype=np.int64)}), out / "vocab" / "categories.parquet")
-    (out / "manifest.json").write_text(json.dumps({
-        "artifacts_version": 1, "schema_version": 1, "users": users, "items": items, "data_version": f"bench-{seed}",
-        "vocab_sizes": {"items": items + 2, "categories": 22}, "split": {"protocol": "leave_one_out"},
-    }))
+    item = rng.choice(items, size=n, p=popularity / popularity.sum())
+    user = np.repeat(np.arange(users), lengths)
+    position = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    events = pa.table({
+        S.USER_ID: pa.array([f"u{u}" for u in user]),
+        S.ITEM_ID: pa.array([f"i{i}" for i in item]),
+        S.EVENT_TYPE: pa.array([S.EVENT_TYPES[t] for t in rng.integers(0, 5, n)]),
+        S.TIMESTAMP: pa.array(1.7e9 + user * 1e6 + position * 1500.0),  # gap bucket 12
+        S.SESSION_ID: pa.nulls(n, pa.string()),
+        S.CATEGORY_ID: pa.array([f"c{i % 20}" for i in item]),
+        S.PRICE: pa.nulls(n, pa.float64()),
+        S.QUERY: pa.nulls(n, pa.string()),
+    }, schema=S.EVENT_SCHEMA)
+    featurize_in_process(events, str(out))
     return out
 
 
@@ -105,8 +91,7 @@ def epoch_times(history: list[dict]) -> tuple[list[float], list[float]]:
 def bench_ray_vs_in_process(train_config, data: Path, work: Path, threads: int) -> dict:
     """In-process, then one Ray worker, then in-process again: on a shared machine the load
     drifts, so the in-process baseline brackets the Ray run in time."""
-    import ray
-
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.train.loop import run_in_process
     from seqrec_ray.train.ray_trainer import RayTrainConfig, fit
 
@@ -117,9 +102,7 @@ def bench_ray_vs_in_process(train_config, data: Path, work: Path, threads: int) 
         return epoch_times(json.loads((work / name / "curves.json").read_text()))
 
     before = in_process("in_process_before")
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=threads + 2, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False)
+    init_ray(address="local", num_cpus=threads + 2, log_to_driver=False)
     ray_config = RayTrainConfig(num_workers=1, cpus_per_worker=threads, run_name="bench",
                                 storage_path=str(work / "ray_runs"))
     fit(config, ray_config, data, work / "ray", progress=False)

@@ -16,33 +16,29 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from seqrec_ray import cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per BatchRecommendConfig field, then the job's Ray flags."""
+    from seqrec_ray.train.batch_inference import BatchRecommendConfig
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_flags(p, BatchRecommendConfig)
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="featurize artifacts directory (sequences/, vocab/)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory trained on that data (e.g. OUT/best)")
-    p.add_argument("--output", required=True, help="directory for the Parquet parts (earlier parts are replaced)")
-    p.add_argument("--k", type=int, default=20, help="items per user (default 20)")
-    p.add_argument("--batch-size", type=int, default=512, help="users per encoder call (default 512)")
-    p.add_argument("--num-actors", type=int, default=2, help="encoder+ranker actors (default 2)")
-    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
-    p.add_argument("--exclude-seen", action="store_true", help="never recommend an item already in the user's sequence")
-    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def build_config(args: argparse.Namespace):
     from seqrec_ray.train.batch_inference import BatchRecommendConfig
 
-    return BatchRecommendConfig(
-        data=args.data, checkpoint=args.checkpoint, output=args.output, k=args.k, batch_size=args.batch_size,
-        num_actors=args.num_actors, cpus_per_actor=args.cpus_per_actor, exclude_seen=args.exclude_seen,
-    )
+    return cli.build(BatchRecommendConfig, args)
 
 
 def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> None:
@@ -54,16 +50,13 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
-        sys.path.insert(0, str(REPO_ROOT))
     try:
         if args.num_cpus is not None and args.num_cpus < 1:
             raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
         config = build_config(args)
         config.check_paths()  # fail before starting Ray
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     from seqrec_ray.train.batch_inference import run_batch_recommend
 
     init_ray(args.address, args.num_cpus, config.num_actors * config.cpus_per_actor)

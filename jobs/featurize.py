@@ -13,70 +13,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from dataclasses import replace
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FORMATS = ("taobao", "yoochoose", "diginetica", "s3rec", "events")  # = readers.FORMATS
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", required=True, help="a file, a directory or a glob")
-    p.add_argument("--format", required=True, help=" | ".join(FORMATS))
-    p.add_argument("--output", required=True, help="artifacts directory (its parts are replaced)")
-    p.add_argument("--min-item-count", type=int, default=1)
-    p.add_argument("--min-category-count", type=int, default=1)
-    p.add_argument("--max-seq-len", type=int, default=200)
-    p.add_argument("--split", default="leave_one_out", help="leave_one_out | temporal")
-    p.add_argument("--cutoff", help="temporal split: test from this time (epoch seconds or ISO 8601)")
-    p.add_argument("--valid-cutoff", help="temporal split: validation from this time (< cutoff)")
-    p.add_argument("--session-gap-minutes", type=float, default=30.0)
-    p.add_argument("--min-timestamp", type=float, help="reject earlier events (default: 1990, 0 for s3rec)")
-    p.add_argument("--max-timestamp", type=float, help="reject later events (default: 2100)")
-    p.add_argument("--num-buckets", type=int, help="user hash buckets (default: from input size)")
-    p.add_argument("--batch-rows", type=int, default=1_000_000, help="rows per read batch")
-    p.add_argument("--store", help="bulk-load profiles and recent history into this store (URL or SQLite path)")
-    p.add_argument("--load-store", dest="store", help=argparse.SUPPRESS)
-    p.add_argument("--history-limit", type=int, help="events per user kept in the store (default: max-seq-len)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
-    p.add_argument("--keep-work", action="store_true", help="keep OUTPUT/_work (intermediate buckets)")
-    return p.parse_args(argv)
+from seqrec_ray import cli
 
 
-def build_config(args: argparse.Namespace):
+def build_parser() -> argparse.ArgumentParser:
+    """Job flags, then one flag per field of FeaturizeConfig and the stage configs in it."""
     from seqrec_ray.data.pipeline import FeaturizeConfig
+    from seqrec_ray.data.profiles import ProfileConfig
     from seqrec_ray.data.sequences import SequenceConfig
-    from seqrec_ray.data.splits import SplitConfig, parse_time
+    from seqrec_ray.data.splits import PROTOCOLS, SplitConfig, parse_time
     from seqrec_ray.data.validate import ValidateConfig
     from seqrec_ray.data.vocab import VocabConfig
 
-    split = SplitConfig(
-        protocol=args.split,
-        cutoff=parse_time(args.cutoff) if args.cutoff is not None else None,
-        valid_cutoff=parse_time(args.valid_cutoff) if args.valid_cutoff is not None else None)
-    validate = None
-    if args.min_timestamp is not None or args.max_timestamp is not None:
-        default = ValidateConfig.for_format(args.format)
-        validate = ValidateConfig(
-            min_timestamp=default.min_timestamp if args.min_timestamp is None else args.min_timestamp,
-            max_timestamp=default.max_timestamp if args.max_timestamp is None else args.max_timestamp)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_flags(p, FeaturizeConfig)
+    p.add_argument("--load-store", dest=cli.dest(FeaturizeConfig, "store"), default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the flag's old name
+    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
+    cli.add_flags(p, VocabConfig, title="vocabulary (VocabConfig)")
+    gap_minutes = SequenceConfig().session_gap_seconds / 60
+    cli.add_flags(p, SequenceConfig, title="sequences (SequenceConfig)", flags={"session_gap_seconds": cli.Flag(
+        names=("--session-gap-minutes",), type=lambda minutes: float(minutes) * 60.0,
+        help=f"idle minutes that start a new session (default: {gap_minutes:g})")})
+    cli.add_flags(p, SplitConfig, title="split (SplitConfig)", flags={
+        "protocol": cli.Flag(names=("--split",), help=" | ".join(PROTOCOLS)),
+        "cutoff": cli.Flag(type=parse_time, help="temporal split: test from this time (epoch seconds or ISO 8601)"),
+        "valid_cutoff": cli.Flag(type=parse_time, help="temporal split: validation from this time (< cutoff)"),
+    })
+    cli.add_flags(p, ValidateConfig, title="validation (ValidateConfig; default: the format's time range)", flags={
+        "min_timestamp": cli.Flag(help="reject earlier events (default: 1990, 0 for s3rec)"),
+        "max_timestamp": cli.Flag(help="reject later events (default: 2100)"),
+    })
+    cli.add_flags(p, ProfileConfig, title="user profiles (ProfileConfig)", flags={"time_tags": cli.Flag(
+        help="new / active / dormant tags (default: on, off where time is positional, as in s3rec)")})
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    """argparse -> FeaturizeConfig; ValueError names a bad value."""
+    from seqrec_ray.data.pipeline import FeaturizeConfig
+    from seqrec_ray.data.profiles import ProfileConfig
+    from seqrec_ray.data.sequences import SequenceConfig
+    from seqrec_ray.data.splits import SplitConfig
+    from seqrec_ray.data.validate import ValidateConfig
+    from seqrec_ray.data.vocab import VocabConfig
+
+    sequence = cli.build(SequenceConfig, args, split=cli.build(SplitConfig, args))
+    config = cli.build(FeaturizeConfig, args, vocab=cli.build(VocabConfig, args), sequence=sequence)
+    # validate/profile None = derived from the format: their flags refine that default.
+    if cli.given(args, ValidateConfig):
+        config = replace(config, validate=cli.build(ValidateConfig, args, base=config.resolved_validate()))
+    if cli.given(args, ProfileConfig):
+        config = replace(config, profile=cli.build(ProfileConfig, args, base=config.resolved_profile()))
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
-    return FeaturizeConfig(
-        input=args.input, format=args.format, output=args.output, validate=validate,
-        vocab=VocabConfig(min_item_count=args.min_item_count,
-                          min_category_count=args.min_category_count),
-        sequence=SequenceConfig(max_seq_len=args.max_seq_len,
-                                session_gap_seconds=args.session_gap_minutes * 60.0,
-                                split=split),
-        num_buckets=args.num_buckets, batch_rows=args.batch_rows, store=args.store,
-        history_limit=args.history_limit, keep_work=args.keep_work)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
-        sys.path.insert(0, str(REPO_ROOT))
     from seqrec_ray.data import readers
     from seqrec_ray.ray_env import init_ray
 
@@ -84,16 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
         readers.list_input_files(config.input, config.format)  # fail before starting Ray
     except (ValueError, FileNotFoundError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     from seqrec_ray.data.pipeline import run_featurize
 
     init_ray(num_cpus=args.num_cpus)
     try:
         manifest = run_featurize(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:  # e.g. a file of another format (wrong header)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     keys = ("rows_read", "rows_kept", "rows_rejected", "rejected_by_reason", "rows_duplicate",
             "users", "items", "categories", "sessions", "split", "stage_seconds", "data_version")
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))

@@ -22,9 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
 
 @dataclass(frozen=True)
 class ServeDemoConfig:
@@ -115,28 +112,26 @@ def wait_for_stop_signal() -> None:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     import ray
-    from ray import serve
 
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.serve.app import AppArgs, build_app
+    from seqrec_ray.serve.local import local_serve
 
     # 4 logical CPUs at least: the four deployments ask for one each by default.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    init_ray(address="local", num_cpus=4)
     try:
-        serve.start(http_options={"host": cfg.host, "port": cfg.port})
-        print(f"[serve] deploying {cfg.checkpoint} on http://{cfg.host}:{cfg.port} ...", flush=True)
-        started = time.perf_counter()
-        app = build_app(AppArgs(checkpoint=str(cfg.checkpoint), store=cfg.store, device="cpu"))
-        serve.run(app, name="seqrec", route_prefix="/")
-        print(f"[serve] ready in {time.perf_counter() - started:.0f} s; OpenAPI schema at /docs", flush=True)
-        run_requests(cfg)
-        if cfg.keep_serving:
-            print(f"\n[serve] serving on http://{cfg.host}:{cfg.port} until Ctrl-C", flush=True)
-            wait_for_stop_signal()
+        with local_serve(cfg.host, cfg.port) as server:
+            print(f"[serve] deploying {cfg.checkpoint} on {server.url} ...", flush=True)
+            started = time.perf_counter()
+            server.run(build_app(AppArgs(checkpoint=str(cfg.checkpoint), store=cfg.store, device="cpu")), "seqrec")
+            print(f"[serve] ready in {time.perf_counter() - started:.0f} s; OpenAPI schema at /docs", flush=True)
+            run_requests(cfg)
+            if cfg.keep_serving:
+                print(f"\n[serve] serving on {server.url} until Ctrl-C", flush=True)
+                wait_for_stop_signal()
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
         ray.shutdown()
     return 0
 

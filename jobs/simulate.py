@@ -14,53 +14,51 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from seqrec_ray import cli
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--users", type=int, required=True, help="number of shoppers (u0 .. u<N-1>)")
-    p.add_argument("--days", type=float, required=True, help="days of behaviour to simulate")
-    p.add_argument("--output", required=True, help="directory for part-*.parquet and ground_truth/")
-    p.add_argument("--seed", type=int, default=0, help="master seed of the world and the behaviour")
-    p.add_argument("--shards", type=int, default=0, help="Parquet parts = Ray tasks (default: automatic)")
-    p.add_argument("--items", type=int, help="catalogue size (default: SimConfig's)")
-    p.add_argument("--categories", type=int, help="number of categories (default: SimConfig's)")
-    p.add_argument("--overwrite", action="store_true", help="replace logs already in --output")
-    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
-    return p.parse_args(argv)
+# Established spellings (README, scripts) of the world's knobs.
+SIM_FLAGS = {"n_items": "--items", "n_categories": "--categories"}
 
 
-def build_config(args: argparse.Namespace):
+def build_parser() -> argparse.ArgumentParser:
+    """Job flags, then one flag per field of SimulateConfig, OrganicConfig and SimConfig."""
     from seqrec_ray.sim.logs import SimulateConfig
     from seqrec_ray.sim.organic import OrganicConfig
     from seqrec_ray.sim.world import SimConfig
 
-    world = {"seed": args.seed}
-    if args.items is not None:
-        world["n_items"] = args.items
-    if args.categories is not None:
-        world["n_categories"] = args.categories
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_flags(p, OrganicConfig)
+    cli.add_flags(p, SimulateConfig)
+    p.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
+    cli.add_flags(p, SimConfig, title="the simulated world (SimConfig)", flags=SIM_FLAGS)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    """argparse -> SimulateConfig; ValueError names a bad value."""
+    from seqrec_ray.sim.logs import SimulateConfig
+    from seqrec_ray.sim.organic import OrganicConfig
+    from seqrec_ray.sim.world import SimConfig
+
     if args.num_cpus is not None and args.num_cpus < 1:
         raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
-    return SimulateConfig(output=args.output, organic=OrganicConfig(users=args.users, days=args.days),
-                          sim=SimConfig(**world), shards=args.shards, overwrite=args.overwrite)
+    return cli.build(SimulateConfig, args, organic=cli.build(OrganicConfig, args), sim=cli.build(SimConfig, args))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout
-        sys.path.insert(0, str(REPO_ROOT))
     from seqrec_ray.ray_env import init_ray
     from seqrec_ray.sim.logs import run_simulation
 
     try:
         config = build_config(args)
     except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     init_ray(num_cpus=args.num_cpus)
     try:
         summary = run_simulation(config, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -18,54 +18,37 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from seqrec_ray import cli
+
+# Flags whose established spelling differs from the generated one (README, scripts).
+TRAIN_FLAGS = {
+    "use_event_type": cli.Flag(off=("--no-event-type",)),
+    "use_gap": cli.Flag(off=("--no-gap",)),
+    "use_category": cli.Flag(off=("--no-category",)),
+}
+RAY_FLAGS = {"storage_path": cli.Flag(names=("--storage",), type=lambda path: str(Path(path).resolve()))}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Job flags, then one flag per RayTrainConfig and TrainConfig field (seqrec_ray.cli)."""
+    from seqrec_ray.train.config import TrainConfig
+    from seqrec_ray.train.ray_trainer import RayTrainConfig
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="featurize artifacts directory (manifest.json, sequences/, vocab/)")
+    p.add_argument("--output", required=True, help="directory for best/, latest/, curves and result.json")
+    ray_args = cli.add_flags(p, RayTrainConfig, title="Ray Train (RayTrainConfig)", flags=RAY_FLAGS)
+    ray_args.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                          help="cluster to join (default $RAY_ADDRESS; unset: start a local Ray)")
+    ray_args.add_argument("--no-ray", action="store_true", help="train in this process without Ray")
+    # run_name: one --run-name names the Ray Train run and the training config alike.
+    cli.add_flags(p, TrainConfig, title="model and training (TrainConfig; model knobs default to the model's tuned ones)",
+                  flags=TRAIN_FLAGS, exclude=("run_name",))
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="featurize artifacts directory (manifest.json, sequences/, vocab/)")
-    p.add_argument("--model", default="lstm", help="lstm | gru | transformer")
-    p.add_argument("--output", required=True, help="directory for best/, latest/, curves and result.json")
-    ray_args = p.add_argument_group("Ray Train")
-    ray_args.add_argument("--num-workers", type=int, default=2)
-    ray_args.add_argument("--use-gpu", action="store_true", help="one GPU per worker, bf16 autocast")
-    ray_args.add_argument("--cpus-per-worker", type=float, default=1.0)
-    ray_args.add_argument("--run-name", default=None, help="Ray Train run name (same name + storage resumes)")
-    ray_args.add_argument("--storage", default=None, help="Ray Train storage path (default ~/ray_results)")
-    ray_args.add_argument("--max-failures", type=int, default=0, help="worker-group restarts from the latest checkpoint")
-    ray_args.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                          help="cluster to join (default $RAY_ADDRESS; unset: start a local Ray)")
-    ray_args.add_argument("--shard-cache-mib", type=float, default=2048.0,
-                          help="workers keep their data shard in memory when it is at most this big; "
-                               "0 = stream it from Ray Data every epoch")
-    ray_args.add_argument("--no-ray", action="store_true", help="train in this process without Ray")
-    m = p.add_argument_group("model (default: the model's tuned default)")
-    m.add_argument("--dim", type=int)
-    m.add_argument("--hidden", type=int)
-    m.add_argument("--num-layers", type=int)
-    m.add_argument("--num-heads", type=int)
-    m.add_argument("--dropout", type=float)
-    m.add_argument("--emb-dropout", type=float)
-    m.add_argument("--no-event-type", action="store_true", help="drop the event-type input embedding")
-    m.add_argument("--no-gap", action="store_true", help="drop the time-gap input embedding")
-    m.add_argument("--no-category", action="store_true", help="drop the category input embedding")
-    t = p.add_argument_group("training")
-    t.add_argument("--loss", default="full", help="full | sampled")
-    t.add_argument("--num-negatives", type=int, default=1024)
-    t.add_argument("--negative-sampler", default="uniform", help="uniform | popularity")
-    t.add_argument("--mask-history-in-loss", action="store_true",
-                   help="full softmax: leave each position's earlier items out of its softmax, as "
-                        "evaluate --mask-history (the S3-Rec protocol) leaves them out of the ranking")
-    t.add_argument("--epochs", type=int, help="upper bound; early stopping ends sooner (default: TrainConfig's)")
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--eval-batch-size", type=int, default=1024)
-    t.add_argument("--lr", type=float, help="default: the model's tuned learning rate")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--max-len", type=int, default=50)
-    t.add_argument("--patience", type=int, help="epochs without a better valid NDCG@10; 0 = never stop (default: TrainConfig's)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--torch-threads", type=int, help="torch threads per process (default: CPUs per worker)")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def build_configs(args: argparse.Namespace):
@@ -73,23 +56,8 @@ def build_configs(args: argparse.Namespace):
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.ray_trainer import RayTrainConfig
 
-    # Left out when not given, so TrainConfig's tuned per-model defaults apply.
-    given = {k: v for k, v in dict(epochs=args.epochs, lr=args.lr, patience=args.patience).items() if v is not None}
-    train = TrainConfig(
-        model=args.model, dim=args.dim, hidden=args.hidden, num_layers=args.num_layers,
-        num_heads=args.num_heads, dropout=args.dropout, emb_dropout=args.emb_dropout,
-        use_event_type=not args.no_event_type, use_gap=not args.no_gap, use_category=not args.no_category,
-        loss=args.loss, num_negatives=args.num_negatives, negative_sampler=args.negative_sampler,
-        mask_history_in_loss=args.mask_history_in_loss,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        weight_decay=args.weight_decay, max_len=args.max_len, seed=args.seed,
-        torch_threads=args.torch_threads, run_name=args.run_name or "run", **given,
-    )
-    ray_config = RayTrainConfig(
-        num_workers=args.num_workers, use_gpu=args.use_gpu, cpus_per_worker=args.cpus_per_worker,
-        run_name=args.run_name, storage_path=str(Path(args.storage).resolve()) if args.storage else None,
-        max_failures=args.max_failures, shard_cache_mib=args.shard_cache_mib,
-    )
+    ray_config = cli.build(RayTrainConfig, args)
+    train = cli.build(TrainConfig, args, run_name=ray_config.run_name or "run")
     return train, ray_config
 
 
@@ -112,14 +80,11 @@ def init_ray(ray_config, address: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout (or a job's working dir)
-        sys.path.insert(0, str(REPO_ROOT))
     try:
         check_data_dir(args.data)
         train_config, ray_config = build_configs(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     if args.no_ray:
         from seqrec_ray.train.loop import run_in_process
 

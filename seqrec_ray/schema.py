@@ -47,6 +47,23 @@ PAD_TOKEN = "<pad>"
 OOV_TOKEN = "<oov>"
 FIRST_ID_INDEX = 2
 
+# The per-position features a sequence model reads (docs/contracts.md §2-3): the sequence
+# columns featurize writes, the batch keys training feeds and the tensors serving builds.
+SEQUENCE_FEATURES = ("items", "event_types", "categories", "gap_buckets")
+SECONDS_PER_DAY = 86_400.0
+
+# Why a row was rejected (docs/contracts.md §1-2): readers set the first five, featurize's
+# validation the rest. A reason is a short snake_case string kept with the rejected row.
+WRONG_COLUMN_COUNT = "wrong_column_count"
+BAD_ENCODING = "bad_encoding"
+MISSING_USER_ID = "missing_user_id"
+MISSING_ITEM_ID = "missing_item_id"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+BAD_TIMESTAMP = "bad_timestamp"
+BAD_PRICE = "bad_price"
+TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+NEGATIVE_PRICE = "negative_price"
+
 EVENT_SCHEMA = pa.schema(
     [
         pa.field(USER_ID, pa.string(), nullable=False),

@@ -28,16 +28,10 @@ def ray_local():
     """
     import ray
 
-    if not ray.is_initialized():
-        # address="local": always a fresh instance, never a cluster some other process started.
-        ray.init(
-            address="local",
-            num_cpus=4,
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
-        )
+    from seqrec_ray.ray_env import init_ray
+
+    # address="local": always a fresh instance, never a cluster some other process started.
+    init_ray("local", num_cpus=4, log_to_driver=False)
     yield ray
     try:
         from ray import serve
@@ -46,3 +40,41 @@ def ray_local():
     except Exception:  # serve may never have started
         pass
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_local(ray_local):
+    """Ray Serve on a free loopback port for the whole session (seqrec_ray.serve.local);
+    test modules run their apps on it with ``serve_local.run(app, name)`` and delete them."""
+    from seqrec_ray.serve.local import local_serve
+
+    with local_serve() as server:
+        yield server
+
+
+def shop_artifacts(root: Path, shop, store: bool = True) -> tuple[Path, str | None]:
+    """A DemoShop's events through the real featurize path (in-process) into ROOT/artifacts,
+    loading ROOT/store.db too; returns (artifacts dir, store URL or None).
+
+    One user bucket, so one sequences part: Ray Data reads a single file in a fixed order,
+    and the tests that compare two training runs rely on both seeing the same order."""
+    from seqrec_ray.data.pipeline import featurize_in_process
+
+    url = f"sqlite:///{root / 'store.db'}" if store else None
+    featurize_in_process(shop.events(), str(root / "artifacts"), store=url, num_buckets=1)
+    return root / "artifacts", url
+
+
+def s3rec_head_artifacts(src: Path, out: Path, max_users: int) -> Path:
+    """The first ``max_users`` lines of a real S3-Rec file featurized (in-process, the real
+    passes) into OUT: leave-one-out splits, positional time; one sequences part, as
+    ``shop_artifacts``."""
+    from seqrec_ray.data.pipeline import FeaturizeConfig, run_featurize
+
+    out.mkdir(parents=True, exist_ok=True)
+    head = out.parent / f"{out.name}-input" / src.name
+    head.parent.mkdir(parents=True, exist_ok=True)
+    head.write_text("\n".join(src.read_text().splitlines()[:max_users]) + "\n")
+    config = FeaturizeConfig(input=str(head), format="s3rec", output=str(out), num_buckets=1)
+    run_featurize(config, log=lambda _: None, in_process=True)
+    return out

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from seqrec_ray.sim.ab import METRICS, SessionResult, format_table, latency_summary, plot_summary, summarize, write_sessions_csv
+from seqrec_ray.sim.ab_report import format_table, plot_summary, write_sessions_csv
+from seqrec_ray.sim.ab_summary import METRICS, SessionResult, latency_summary, summarize
 from seqrec_ray.sim.stats import bootstrap_mean_ci, holm_adjust, mean_ci, paired_test, t_cdf, t_ppf
 
 
@@ -44,7 +45,11 @@ def test_paired_test_by_hand():
     half = t_ppf(0.975, 3) * se
     assert (res.diff_low, res.diff_high) == pytest.approx((1.5 - half, 1.5 + half))
     assert res.relative_lift == pytest.approx(1.5 / b.mean())
-    assert d.min() <= res.boot_low <= res.boot_high <= d.max()
+    # The exact bootstrap law of mean(d*) over the 4**4 resamples: P(mean <= 0.25) = 5/256 < 2.5%
+    # <= P(mean <= 0.5) = 15/256, and symmetrically at the top: the 95% percentile interval is
+    # [0.5, 2.5]. The tolerance is under one lattice step (0.25) of the resampled means.
+    assert (res.boot_low, res.boot_high) == pytest.approx((0.5, 2.5), abs=0.1)
+    assert bootstrap_mean_ci(d, seed=0) == (res.boot_low, res.boot_high)  # it resamples the differences
 
 
 def test_pairing_finds_a_small_shift_that_independent_intervals_miss():

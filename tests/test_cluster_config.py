@@ -6,9 +6,8 @@ import copy
 
 import pytest
 import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
-
 from conftest import REPO_ROOT
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 CLUSTER_YAML = REPO_ROOT / "cluster.yaml"
 

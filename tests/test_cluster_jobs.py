@@ -1,7 +1,7 @@
 """Batch recommendation (pure parts, the Ray Data actor pool, the job's CLI) and real job
 submission to a Ray head started for the test (tests/cluster_scripts/job_submission.py).
 
-The batch tests use the synthetic DemoShop (seqrec_ray.serve.demo): a catalogue where the
+The batch tests use the synthetic DemoShop (seqrec_ray.sim.demo_shop, featurized for real): a catalogue where the
 next item is learnable, trained in-process for a few seconds, so no Ray is needed to make
 the checkpoint. The job-submission test featurizes a real Taobao sample on its own head.
 """
@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from cluster_scripts._procs import run_script
-from conftest import REPO_ROOT, shared_dataset
+from conftest import REPO_ROOT, shared_dataset, shop_artifacts
 
 TAOBAO_SAMPLE = "UserBehavior_head_fattydelivery.csv"  # 4,321 events of 43 users
 
@@ -44,15 +43,16 @@ def _sequences(rows: list[list[int]]) -> pa.Table:
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     """Artifacts of 240 users split over 3 Parquet parts, and a checkpoint trained on them."""
-    from seqrec_ray.serve.demo import DemoShop, write_artifacts
+    from seqrec_ray.sim.demo_shop import DemoShop
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.loop import run_in_process
 
     root = tmp_path_factory.mktemp("batch")
-    artifacts = write_artifacts(DemoShop(users=240, categories=4, items_per_category=12, events_per_user=12).events(),
-                                root / "artifacts")
+    artifacts, _ = shop_artifacts(root, DemoShop(users=240, categories=4, items_per_category=12, events_per_user=12),
+                                  store=False)
     table = pq.read_table(artifacts / "sequences")
-    (artifacts / "sequences" / "part-00000.parquet").unlink()
+    for part in (artifacts / "sequences").glob("*.parquet"):
+        part.unlink()
     for i, start in enumerate(range(0, table.num_rows, 80)):  # several files, as featurize writes
         pq.write_table(table.slice(start, 80), artifacts / "sequences" / f"part-{i:05d}.parquet")
     config = TrainConfig(model="gru", dim=16, hidden=32, epochs=4, batch_size=16, lr=0.01, max_len=8, patience=0,

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, shared_dataset
-from seqrec_ray.train.loop import TrainConfig, run_in_process
 from test_train_loop import write_s3rec_artifacts
+
+from seqrec_ray.train.loop import TrainConfig, run_in_process
 
 JOB = [sys.executable, str(REPO_ROOT / "jobs" / "evaluate.py")]
 

@@ -9,7 +9,7 @@
     the store afterwards.
 
 (4c, the store killed uncleanly, is in tests/test_store.py.) Both use the synthetic
-DemoShop, whose next item is learnable, so the metrics compared in 4a are far from zero.
+DemoShop (featurized for real), whose next item is learnable, so the metrics compared in 4a are far from zero.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import threading
 import time
 
 import httpx
 import pytest
-
 from cluster_scripts._procs import run_script
+from conftest import shop_artifacts
 
 # Absolute difference allowed between the resumed and the uninterrupted run's HR@10 and
 # NDCG@10 (valid and test); their final train loss may differ by TRAIN_LOSS_RTOL. The
@@ -35,11 +34,12 @@ TRAIN_LOSS_RTOL = 0.02
 EPOCHS = 3
 
 
-def _demo_artifacts(out, users: int):
-    from seqrec_ray.serve.demo import DemoShop, write_artifacts
+def _demo_artifacts(root, users: int, store: bool = False):
+    """A DemoShop featurized (in-process) into ROOT/artifacts (+ ROOT/store.db with ``store``)."""
+    from seqrec_ray.sim.demo_shop import DemoShop
 
     shop = DemoShop(users=users, categories=8, items_per_category=25, events_per_user=20)
-    return shop, write_artifacts(shop.events(), out)
+    return shop, *shop_artifacts(root, shop, store)
 
 
 # ------------------------------------------------------------------------------ 4a
@@ -48,7 +48,7 @@ def _demo_artifacts(out, users: int):
 @pytest.fixture(scope="module")
 def train_fault(tmp_path_factory):
     root = tmp_path_factory.mktemp("train-fault")
-    _, artifacts = _demo_artifacts(root / "artifacts", users=400)
+    _, artifacts, _ = _demo_artifacts(root, users=400)
     return run_script("fault_train.py", ["--data", str(artifacts), "--epochs", str(EPOCHS)], root / "run",
                       timeout_s=900)
 
@@ -96,47 +96,29 @@ KILL_AFTER = 60  # completed requests before the kill
 FETCHER_REPLICAS = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(ray_local, tmp_path_factory):
+def served(serve_local, tmp_path_factory):
     """The app (2 ProfileFetcher replicas) on loopback with a trained checkpoint and SQLite store."""
-    from ray import serve
-    from ray.serve.context import _get_global_client
-
     from seqrec_ray.serve.config import ServeConfig
-    from seqrec_ray.serve.encoder import SequenceEncoder
+    from seqrec_ray.serve.encoder import UserEncoder
     from seqrec_ray.serve.ingress import Ingress
     from seqrec_ray.serve.profile_fetcher import ProfileFetcher
     from seqrec_ray.serve.ranker import Ranker
-    from seqrec_ray.store import open_store
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.loop import run_in_process
 
     root = tmp_path_factory.mktemp("serve-fault")
-    shop, artifacts = _demo_artifacts(root / "artifacts", users=60)
+    shop, artifacts, store = _demo_artifacts(root, users=60, store=True)
     config = TrainConfig(model="gru", dim=16, hidden=32, epochs=2, batch_size=16, lr=0.01, max_len=10, patience=0,
                          eval_batch_size=64, seed=0, torch_threads=1)
     checkpoint = run_in_process(config, artifacts, root / "run", progress=False)["best_checkpoint"]
-    store = f"sqlite:///{root / 'store.db'}"
-    with open_store(store) as s:
-        s.append_events(shop.events())
-    started_serve = _get_global_client(raise_if_no_controller_running=False) is None
-    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
-    port = _get_global_client().http_config.port
     serve_config = ServeConfig(checkpoint=checkpoint, store=store, api_key="fault-test-key-0123")
     app = Ingress.bind(ProfileFetcher.options(num_replicas=FETCHER_REPLICAS).bind(serve_config),
-                       SequenceEncoder.bind(serve_config), Ranker.bind(serve_config), serve_config)
-    serve.run(app, name=APP, route_prefix="/")
-    yield {"url": f"http://127.0.0.1:{port}", "store": store, "key": serve_config.api_key,
+                       UserEncoder.bind(serve_config), Ranker.bind(serve_config), serve_config)
+    url = serve_local.run(app, APP)
+    yield {"url": url, "store": store, "key": serve_config.api_key,
            "items": sorted({e.item_id for e in shop.events()})}
-    serve.delete(APP)
-    if started_serve:
-        serve.shutdown()
+    serve_local.delete(APP)
 
 
 def _fetcher_replicas() -> list[str]:

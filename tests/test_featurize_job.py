@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT, shared_dataset
 
 JOB = REPO_ROOT / "jobs" / "featurize.py"

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import shared_dataset
+
 from seqrec_ray import schema as S
 from seqrec_ray.data import artifacts as A
 from seqrec_ray.data import events as E
@@ -22,6 +22,7 @@ from seqrec_ray.data.pipeline import FeaturizeConfig, run_featurize
 from seqrec_ray.data.sequences import SequenceConfig
 from seqrec_ray.data.splits import SplitConfig
 from seqrec_ray.data.validate import ValidateConfig, validate
+from seqrec_ray.data.vocab import load_vocab
 from seqrec_ray.store import open_store
 
 
@@ -68,7 +69,7 @@ def test_taobao_end_to_end_matches_one_process_and_loads_store(ray_local, tmp_pa
     assert pc.sum(profiles["n_events"]).as_py() == manifest["rows_kept"]
     lengths = pc.list_value_length(got["items"]).to_numpy()
     assert lengths.max() == 50 and lengths.sum() == manifest["events_in_sequences"]
-    vocab = A.load_vocab(config.output)
+    vocab = load_vocab(config.output)
     assert vocab.num_items == manifest["vocab_sizes"]["items"] == manifest["items"] + 2
     assert A.load_rejects(config.output)["timestamp"].to_pylist() == [15.0]
 
@@ -134,7 +135,7 @@ def test_broken_rows_land_in_rejects_with_their_reason(ray_local, tmp_path):
         by_tag[tag] = row["reason"]
     assert by_tag == expected
     seqs = {r[S.USER_ID]: r for r in A.load_sequences(config.output).to_pylist()}
-    vocab = A.load_vocab(config.output)
+    vocab = load_vocab(config.output)
     assert {u: [vocab.item_raw_id(i) for i in r["items"]] for u, r in seqs.items()} == {
         "u1": ["g1", "g2"], "u2": ["g1"], "u4": ["g1", "g3"]}
     assert seqs["u4"]["event_types"] == [S.EVENT_TYPE_INDEX["search"], S.EVENT_TYPE_INDEX["click"]]
@@ -153,7 +154,7 @@ def test_leave_one_out_reproduces_the_s3rec_file(ray_local, tmp_path, dataset, f
     assert_reconciles(manifest)
     lines = [line.split() for line in raw_file.read_text().splitlines() if line.strip()]
     assert manifest["users"] == len(lines) and manifest["rows_duplicate"] == 0
-    vocab = A.load_vocab(config.output)
+    vocab = load_vocab(config.output)
     rows = {r[S.USER_ID]: r for r in A.load_sequences(config.output).to_pylist()}
     for user, *items in lines:
         row = rows[user]

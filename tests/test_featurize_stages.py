@@ -14,11 +14,11 @@ from seqrec_ray import schema as S
 from seqrec_ray.data import events as E
 from seqrec_ray.data import sequences as Q
 from seqrec_ray.data import vocab as V
-from seqrec_ray.data.artifacts import Vocab
 from seqrec_ray.data.pipeline import ManifestError, check_counts
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
 from seqrec_ray.data.splits import SplitConfig, assign_splits, parse_time
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
+from seqrec_ray.data.vocab import Vocab
 
 T0 = 1_511_740_800.0  # 2017-11-27T00:00:00Z, a Monday
 
@@ -176,8 +176,8 @@ def test_vocab_min_count_order_pad_oov_and_categories():
     assert items["category_index"].to_pylist() == [0, 1, 2, 3, 2, 1]
     encoded = V.encode(pa.array(["a", "z", None, "never-seen", "b"]), items)
     assert encoded.to_pylist() == [4, 1, 1, 1, 2]
-    vocab = Vocab(tuple(items["raw_id"].to_pylist()), tuple(cats["raw_id"].to_pylist()),
-                  items["category_index"].to_numpy(), items["count"].to_numpy())
+    vocab = Vocab(item_raw_ids=tuple(items["raw_id"].to_pylist()), category_raw_ids=tuple(cats["raw_id"].to_pylist()),
+                  item_category=items["category_index"].to_numpy(), item_counts=items["count"].to_numpy())
     assert [vocab.item_raw_id(i) for i in encoded.to_pylist()] == [
         "a", "<oov>", "<oov>", "<oov>", "b"]
     assert vocab.item_index("d") == 3 and vocab.item_index("z") == 1

@@ -11,64 +11,17 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-from conftest import REPO_ROOT, shared_dataset
+from conftest import REPO_ROOT, s3rec_head_artifacts, shared_dataset
 
 USERS = 400
 
 
 def build_beauty_sample(out: Path, users: int = USERS) -> Path:
-    """The first ``users`` lines of Beauty.txt as a featurize artifacts directory (§2)."""
-    lines = (shared_dataset("amazon-beauty") / "Beauty.txt").read_text().splitlines()[:users]
-    rows = [(parts[0], parts[1:]) for parts in (line.split() for line in lines) if len(parts) > 1]
-    raw_items, counts = np.unique([i for _, seq in rows for i in seq], return_counts=True)
-    order = np.lexsort((raw_items, -counts))  # most frequent first, ties by raw id
-    index = {raw: i + 2 for i, raw in enumerate(raw_items[order])}
-    (out / "vocab").mkdir(parents=True)
-    (out / "sequences").mkdir()
-    item_ids = ["<pad>", "<oov>", *raw_items[order].tolist()]
-    pq.write_table(pa.table({
-        "index": np.arange(len(item_ids), dtype=np.int64), "raw_id": item_ids,
-        "count": np.array([0, 0, *counts[order]], dtype=np.int64),
-        "category_index": np.array([0] + [1] * (len(item_ids) - 1), dtype=np.int64),
-    }), out / "vocab" / "items.parquet")
-    pq.write_table(pa.table({"index": np.array([0, 1], dtype=np.int64), "raw_id": ["<pad>", "<oov>"],
-                             "count": np.zeros(2, dtype=np.int64)}), out / "vocab" / "categories.parquet")
-    pq.write_table(_sequence_table(rows, index), out / "sequences" / "part-00000.parquet")
-    n_events = sum(len(seq) for _, seq in rows)
-    (out / "manifest.json").write_text(json.dumps({
-        "schema_version": 1, "artifacts_version": 1, "format": "s3rec", "input": "Beauty.txt (head)",
-        "rows_read": n_events, "rows_kept": n_events, "rows_rejected": 0, "rejected_by_reason": {},
-        "rows_duplicate": 0, "users": len(rows), "items": len(raw_items), "categories": 0,
-        "vocab_sizes": {"items": len(item_ids), "categories": 2}, "split": {"protocol": "leave_one_out"},
-        "max_seq_len": 200, "config": {}, "stage_seconds": {}, "data_version": f"beauty-head-{users}",
-    }))
-    return out
-
-
-def _sequence_table(rows: list[tuple[str, list[str]]], index: dict[str, int]) -> pa.Table:
-    def lists(values, type_):
-        return pa.array(values, type=pa.list_(type_))
-
-    seqs = [[index[i] for i in seq] for _, seq in rows]
-    lengths = [len(s) for s in seqs]
-    splits = [[0] * (n - 2) + [1, 2] if n >= 3 else [0] * n for n in lengths]
-    return pa.table({
-        "user_id": [user for user, _ in rows],
-        "items": lists(seqs, pa.int64()),
-        "event_types": lists([[5] * n for n in lengths], pa.int8()),  # S3-Rec reviews ~ purchases
-        "categories": lists([[1] * n for n in lengths], pa.int64()),
-        "gap_buckets": lists([[1] + [3] * (n - 1) for n in lengths], pa.int8()),  # gap 1 s -> 2 + 1
-        "hours": lists([[0] * n for n in lengths], pa.int8()),
-        "weekdays": lists([[3] * n for n in lengths], pa.int8()),  # 1970-01-01 was a Thursday
-        "timestamps": lists([[float(t) for t in range(n)] for n in lengths], pa.float64()),
-        "splits": lists(splits, pa.int8()),
-    })
+    """The first ``users`` lines of Beauty.txt, featurized (the real passes, in-process)."""
+    return s3rec_head_artifacts(shared_dataset("amazon-beauty") / "Beauty.txt", out, users)
 
 
 # A tiny LSTM: a few seconds per epoch on 2 workers; lr high enough to learn in 3 epochs.
@@ -101,7 +54,7 @@ def resumed_run(ray_local, beauty_sample, tmp_path_factory) -> dict:
     with --epochs 3 (same --run-name and --storage): two fits cover the job, learning and
     resuming, which keeps the suite fast."""
     from seqrec_ray.train.checkpoint import load_checkpoint, load_optimizer_state
-    from seqrec_ray.train.ray_trainer import state_digest
+    from seqrec_ray.train.run_state import state_digest
 
     root, job = tmp_path_factory.mktemp("resume"), load_job()
 
@@ -153,7 +106,7 @@ def test_rerun_with_same_name_resumes_at_the_next_epoch_with_the_saved_state(res
     import ray.train
 
     from seqrec_ray.train.checkpoint import load_checkpoint
-    from seqrec_ray.train.ray_trainer import state_digest
+    from seqrec_ray.train.run_state import state_digest
 
     root, saved = resumed_run["root"], resumed_run["saved"]
     assert resumed_run["first"]["epochs_run"] == 1 and resumed_run["second"]["epochs_run"] == 3

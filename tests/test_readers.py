@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import shared_dataset
 
 from seqrec_ray import schema as S
 from seqrec_ray.data import readers as R
-from conftest import shared_dataset
 
 
 def _lines(path: Path) -> list[str]:
@@ -234,7 +234,7 @@ def test_yoochoose_broken_rows_and_wrong_header(tmp_path):
 
 def test_diginetica_broken_rows(tmp_path):
     header = "sessionId;userId;timeframe;eventdate;ordernumber;itemId"
-    file = _write(tmp_path / "train-purchases.csv", [
+    _write(tmp_path / "train-purchases.csv", [
         header, "1;7;1000;2016-05-06;1;42", "2;NA;0;2016-05-06;2;43",
         ";NA;0;2016-05-06;2;43", "3;7;0;2016-05-06;3;", "4;7;0;2016-13-45;4;44",
         "5;7;soon;2016-05-06;5;44", "6;7;0;2016-05-06;6"])

@@ -7,24 +7,18 @@ every request below also proves the key is accepted; one test sends none.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import httpx
 import pytest
+from conftest import shop_artifacts
 
-from seqrec_ray.serve.demo import DemoShop, profiles, write_artifacts
+from seqrec_ray.sim.demo_shop import DemoShop
 
 APP_NAME = "seqrec-test"
 API_KEY = "test-key-0123456789"
 SHOP = DemoShop(users=60, categories=4, items_per_category=10, events_per_user=12)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _train(artifacts, out, seed: int, epochs: int):
@@ -38,16 +32,10 @@ def _train(artifacts, out, seed: int, epochs: int):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Artifacts, two trained checkpoints and a loaded store (no Ray needed)."""
-    from seqrec_ray.store import open_store
-
+    """Artifacts and a loaded store from featurize, two trained checkpoints (no Ray needed)."""
     root = tmp_path_factory.mktemp("serve")
     events = SHOP.events()
-    artifacts = write_artifacts(events, root / "artifacts")
-    store_url = f"sqlite:///{root / 'store.db'}"
-    with open_store(store_url) as store:
-        store.put_profiles(profiles(events))
-        store.append_events(events)
+    artifacts, store_url = shop_artifacts(root, SHOP)
     return {
         "events": events,
         "artifacts": artifacts,
@@ -58,24 +46,16 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(ray_local, world):
-    """The app on a free loopback port; deleted afterwards (Serve too, if we started it)."""
-    from ray import serve
-    from ray.serve.context import _get_global_client
-
+def app(serve_local, world):
+    """The app on the session's local Serve; deleted afterwards."""
     from seqrec_ray.serve.app import build_app_graph
     from seqrec_ray.serve.config import ServeConfig
 
-    started_serve = _get_global_client(raise_if_no_controller_running=False) is None
-    serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
-    port = _get_global_client().http_config.port  # Serve may have been running already
     config = ServeConfig(checkpoint=world["ckpt"], store=world["store"], api_key=API_KEY, max_k=50, max_items=100,
                          max_events=200, max_body_bytes=64 * 1024)
-    serve.run(build_app_graph(config), name=APP_NAME, route_prefix="/")
-    yield {"url": f"http://127.0.0.1:{port}", "config": config}
-    serve.delete(APP_NAME)
-    if started_serve:
-        serve.shutdown()
+    url = serve_local.run(build_app_graph(config), APP_NAME)
+    yield {"url": url, "config": config}
+    serve_local.delete(APP_NAME)
 
 
 @pytest.fixture

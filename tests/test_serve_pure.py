@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from seqrec_ray.serve.catalogue import ItemVocab
+from seqrec_ray.data.vocab import Vocab
 from seqrec_ray.serve.config import ServeConfig
 from seqrec_ray.serve.features import gap_buckets, history_features, left_pad
 from seqrec_ray.serve.ranking import (
@@ -25,9 +25,9 @@ from seqrec_ray.serve.ranking import (
 from seqrec_ray.serve.schemas import EventIn, RankRequest, RecommendRequest
 
 
-def tiny_vocab() -> ItemVocab:
+def tiny_vocab() -> Vocab:
     # index: 0 pad, 1 oov, 2 "a"(cat x), 3 "b"(cat x), 4 "c"(cat y), 5 "d"(cat y)
-    return ItemVocab(
+    return Vocab(
         item_raw_ids=["<pad>", "<oov>", "a", "b", "c", "d"],
         item_category=np.array([0, 1, 2, 2, 3, 3]),
         item_counts=np.array([0, 0, 5, 9, 1, 7]),
@@ -49,7 +49,7 @@ def test_vocab_maps_raw_ids_and_never_maps_to_pad_or_oov_rows():
     assert vocab.category_index("y") == 3 and vocab.category_index("nope") == 1
     assert vocab.known_categories(["y", "nope", "x", "y"]) == [2, 3]
     with pytest.raises(ValueError, match="item_counts has 2 rows"):
-        ItemVocab(["<pad>", "<oov>", "a"], np.zeros(3), np.zeros(2), ["<pad>", "<oov>"])
+        Vocab(["<pad>", "<oov>", "a"], np.zeros(3), np.zeros(2), ["<pad>", "<oov>"])
 
 
 def test_gap_buckets_follow_the_featurize_rule():
@@ -161,13 +161,13 @@ def test_serve_config_names_the_bad_value():
 
 
 def test_row_top_k_is_exact_on_large_rows_with_ties_and_masks():
-    from seqrec_ray.serve.ranking import row_top_k
+    from seqrec_ray.models.scoring import top_k
 
     gen = torch.Generator().manual_seed(0)
     row = torch.randint(0, 1000, (300_001,), generator=gen).float()  # many ties
     row[torch.randint(0, 300_001, (50_000,), generator=gen)] = float("-inf")
     for k in (1, 10, 100):
-        values, indices = row_top_k(row, k, chunk=256)
+        values, indices = top_k(row, k, chunk=256)
         assert torch.equal(values, torch.topk(row, k).values)
         assert torch.equal(row[indices], values) and len(set(indices.tolist())) == k
 
@@ -177,7 +177,7 @@ def test_bfloat16_catalogue_pass_returns_the_float32_top_k_with_exact_scores():
 
     gen = torch.Generator().manual_seed(1)
     n = 50_000
-    vocab = ItemVocab([f"i{j}" for j in range(n)], np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64), ["<pad>", "<oov>"])
+    vocab = Vocab([f"i{j}" for j in range(n)], np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64), ["<pad>", "<oov>"])
     emb = torch.randn(n, 32, generator=gen)
     exact = RankerModel("k", "t", emb, torch.ones(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64), vocab)
     fast = RankerModel("k", "t", emb, exact.item_category, exact.counts, vocab, fast_table=fast_table(emb, "bfloat16"))

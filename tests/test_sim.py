@@ -44,7 +44,10 @@ def test_check_env_passes_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # gymnasium reports soft failures as warnings
         check_env(env.unwrapped)
-    assert isinstance(env.unwrapped, ShopperEnv)
+    # The registered id builds this env with the config given: its spaces follow it.
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and env.action_space.shape == (5,)
+    assert env.unwrapped.config.n_users == 30 and type(env.unwrapped) is ShopperEnv
 
 
 def test_configs_name_the_bad_value():

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import REPO_ROOT
+
 from seqrec_ray.store import open_store
 from seqrec_ray.store.base import StoredEvent
 from seqrec_ray.store.sqlite_store import SQLiteStore
@@ -52,7 +52,7 @@ class RedisServer:
                     return
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start: {self.proc.stderr.read()}")
+                    raise RuntimeError(f"redis-server did not start: {self.proc.stderr.read()}") from None
                 time.sleep(0.05)
 
     def kill(self) -> None:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 from test_ray_train import TINY_ARGS, build_beauty_sample, load_job
 

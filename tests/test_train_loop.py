@@ -7,56 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import s3rec_head_artifacts, shared_dataset
 
-from conftest import shared_dataset
+from seqrec_ray.data.vocab import load_vocab
 from seqrec_ray.train.batches import collate, trim_left_padding
 from seqrec_ray.train.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from seqrec_ray.train.examples import eval_examples, training_windows
-from seqrec_ray.train.loop import EarlyStopping, TrainConfig, build_task, evaluate, run_in_process, train_epoch
+from seqrec_ray.train.loop import TrainConfig, build_task, evaluate, run_in_process, train_epoch
+from seqrec_ray.train.run_state import EarlyStopping
 
 
 def write_s3rec_artifacts(src: Path, out: Path, max_users: int) -> Path:
-    """The first ``max_users`` lines of a real S3-Rec file as a docs/contracts.md §2
-    artifacts directory (leave-one-out splits; each item a purchase at its position)."""
-    lines = [line.split() for line in src.read_text().splitlines()[:max_users]]
-    index: dict[str, int] = {}
-    for parts in lines:
-        for raw in parts[1:]:
-            index.setdefault(raw, len(index) + 2)
-    counts = np.zeros(len(index) + 2, dtype=np.int64)
-    cols: dict[str, list] = {k: [] for k in ("user_id", "items", "event_types", "categories", "gap_buckets",
-                                             "hours", "weekdays", "timestamps", "splits")}
-    for parts in lines:
-        items = [index[r] for r in parts[1:]]
-        n = len(items)
-        np.add.at(counts, items, 1)
-        cols["user_id"].append(parts[0])
-        cols["items"].append(items)
-        cols["event_types"].append([5] * n)
-        cols["categories"].append([1] * n)
-        cols["gap_buckets"].append([1] + [3] * (n - 1))  # gap 1 s -> 2 + floor(log2(2))
-        cols["hours"].append([0] * n)
-        cols["weekdays"].append([3] * n)  # 1970-01-01 was a Thursday
-        cols["timestamps"].append([float(t) for t in range(n)])
-        cols["splits"].append([0] * n if n < 3 else [0] * (n - 2) + [1, 2])
-    types = {"items": pa.int64(), "categories": pa.int64(), "timestamps": pa.float64()}
-    table = pa.table({k: pa.array(v) if k == "user_id" else pa.array(v, pa.list_(types.get(k, pa.int8())))
-                      for k, v in cols.items()})
-    for sub in ("sequences", "vocab"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out / "sequences" / "part-00000.parquet")
-    raw_ids = ["<pad>", "<oov>", *index]
-    pq.write_table(pa.table({"index": np.arange(len(raw_ids)), "raw_id": raw_ids, "count": counts,
-                             "category_index": np.array([0] + [1] * (len(raw_ids) - 1))}), out / "vocab" / "items.parquet")
-    pq.write_table(pa.table({"index": np.arange(2), "raw_id": ["<pad>", "<oov>"], "count": np.zeros(2, np.int64)}),
-                   out / "vocab" / "categories.parquet")
-    manifest = {"schema_version": 1, "artifacts_version": 1, "vocab_sizes": {"items": len(raw_ids), "categories": 2}, "users": len(lines),
-                "split": {"protocol": "leave_one_out"}, "data_version": f"beauty-head-{max_users}", "max_seq_len": 200}
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
+    """The first ``max_users`` lines of a real S3-Rec file, featurized (leave-one-out)."""
+    return s3rec_head_artifacts(src, out, max_users)
 
 
 def seq_row(uid, items, splits):
@@ -184,7 +149,9 @@ def test_run_in_process_writes_loadable_checkpoints_and_curves(beauty_dir, tmp_p
     assert ckpt.meta["epoch"] == best_epoch and ckpt.meta["run_name"] == "t"
     assert ckpt.meta["metrics"]["valid"]["ndcg@10"] == pytest.approx(result["valid"]["ndcg@10"])
     assert ckpt.model_config.encoder == "transformer" and not ckpt.model.training
-    assert ckpt.vocab.item_raw_ids[2] == (shared_dataset("amazon-beauty") / "Beauty.txt").read_text().split()[1]
+    assert ckpt.vocab.item_raw_ids == load_vocab(str(beauty_dir)).item_raw_ids  # the data's own vocabulary
+    head = [i for line in (shared_dataset("amazon-beauty") / "Beauty.txt").read_text().splitlines()[:600] for i in line.split()[1:]]
+    assert ckpt.vocab.item_raw_ids[2] == max(sorted(set(head)), key=head.count)  # index 2: the most frequent item
     assert load_optimizer_state(tmp_path / "latest")["state"]
     from seqrec_ray.train.data import load_training_data
 
@@ -203,7 +170,7 @@ def test_checkpoint_round_trip_and_errors(beauty_dir, tmp_path):
     feats = {"items": torch.tensor([[0, 3, 4, 5]]), "gap_buckets": torch.tensor([[0, 1, 3, 3]])}
     task.eval()
     assert torch.allclose(loaded.model.score(feats), task.encoder.score(feats))
-    assert loaded.meta["epoch"] == 4 and loaded.meta["data_version"] == "beauty-head-600"
+    assert loaded.meta["epoch"] == 4 and loaded.meta["data_version"] == json.loads((beauty_dir / "manifest.json").read_text())["data_version"]
     with pytest.raises(FileNotFoundError, match="model.json"):
         load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="vocab"):

@@ -1,15 +1,14 @@
 """Load a featurize artifacts directory (docs/contracts.md §2) without Ray.
 
-Later stages (training, evaluation, serving) need only these loaders and the directory.
+Later stages (training, evaluation, serving) need only these loaders and the directory;
+the vocabulary's loader is ``seqrec_ray.data.vocab.load_vocab``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -17,9 +16,6 @@ from seqrec_ray import schema as S
 
 ARTIFACTS_VERSION = 1
 MANIFEST = "manifest.json"
-VOCAB_DIR = "vocab"
-ITEMS_FILE = "items.parquet"
-CATEGORIES_FILE = "categories.parquet"
 
 
 def load_manifest(directory: str) -> dict:
@@ -33,66 +29,6 @@ def load_manifest(directory: str) -> dict:
         raise ValueError(f"{path}: artifacts_version {manifest.get('artifacts_version')!r}, "
                          f"this code reads version {ARTIFACTS_VERSION}")
     return manifest
-
-
-@dataclass(frozen=True)
-class Vocab:
-    """Item and category vocabularies: index <-> raw id, item -> category index."""
-
-    item_raw_ids: tuple[str, ...]
-    category_raw_ids: tuple[str, ...]
-    category_of_item: np.ndarray  # (num_items,) int64 category index per item index
-    item_counts: np.ndarray  # (num_items,) int64
-    _item_lookup: dict = field(default_factory=dict, repr=False, compare=False)
-    _category_lookup: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if len(self.category_of_item) != len(self.item_raw_ids):
-            raise ValueError(f"category_of_item has {len(self.category_of_item)} entries for "
-                             f"{len(self.item_raw_ids)} items")
-        real = range(S.FIRST_ID_INDEX, len(self.item_raw_ids))
-        self._item_lookup.update((self.item_raw_ids[i], i) for i in real)
-        self._category_lookup.update(
-            (self.category_raw_ids[i], i) for i in range(S.FIRST_ID_INDEX,
-                                                         len(self.category_raw_ids)))
-
-    @property
-    def num_items(self) -> int:
-        """Item vocab size, counting pad and oov."""
-        return len(self.item_raw_ids)
-
-    @property
-    def num_categories(self) -> int:
-        return len(self.category_raw_ids)
-
-    def item_index(self, raw_id: str) -> int:
-        """Index of a raw item id; unknown or rare ids -> OOV (1)."""
-        return self._item_lookup.get(str(raw_id), S.OOV_INDEX)
-
-    def category_index(self, raw_id: str | None) -> int:
-        if raw_id is None:
-            return S.OOV_INDEX
-        return self._category_lookup.get(str(raw_id), S.OOV_INDEX)
-
-    def item_raw_id(self, index: int) -> str:
-        return self.item_raw_ids[index]
-
-
-def load_vocab(directory: str) -> Vocab:
-    """From an artifacts directory or a checkpoint (either holds ``vocab/``)."""
-    base = os.path.join(directory, VOCAB_DIR)
-    items = pq.read_table(os.path.join(base, ITEMS_FILE)).sort_by("index")
-    categories = pq.read_table(os.path.join(base, CATEGORIES_FILE)).sort_by("index")
-    for name, table in (("items", items), ("categories", categories)):
-        index = table["index"].to_numpy()
-        if not np.array_equal(index, np.arange(len(index))):
-            raise ValueError(f"{base}/{name}: indices are not 0..{len(index) - 1}")
-    return Vocab(
-        item_raw_ids=tuple(items["raw_id"].to_pylist()),
-        category_raw_ids=tuple(categories["raw_id"].to_pylist()),
-        category_of_item=items["category_index"].to_numpy(),
-        item_counts=items["count"].to_numpy(),
-    )
 
 
 def _read_parts(directory: str, kind: str, schema: pa.Schema | None = None) -> pa.Table:

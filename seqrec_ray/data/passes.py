@@ -23,8 +23,7 @@ from seqrec_ray.data import events as E
 from seqrec_ray.data import readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
-from seqrec_ray.data.sequences import (N_EVENTS, SequenceConfig, build_raw_sequences,
-                                       encode_sequences)
+from seqrec_ray.data.sequences import N_EVENTS, SequenceConfig, build_raw_sequences, encode_sequences
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
 
 BUCKETS, SEQRAW, COUNTS, HISTORY = "buckets", "seqraw", "counts", "history"
@@ -131,8 +130,8 @@ def encode_bucket(bucket: int, layout: Layout) -> dict:
     if not os.path.isfile(path):
         return {"users": 0, "events": 0, "events_in_sequences": 0}
     raw = pq.read_table(path)
-    items = pq.read_table(os.path.join(layout.output, "vocab", "items.parquet"))
-    categories = pq.read_table(os.path.join(layout.output, "vocab", "categories.parquet"))
+    items = pq.read_table(os.path.join(layout.output, V.VOCAB_DIR, V.ITEMS_FILE))
+    categories = pq.read_table(os.path.join(layout.output, V.VOCAB_DIR, V.CATEGORIES_FILE))
     sequences = encode_sequences(raw, items, categories)
     _write(sequences, layout.output_file("sequences", f"{bucket:04d}"))
     return {"users": sequences.num_rows, "events": int(pc.sum(raw[N_EVENTS]).as_py()),

@@ -1,4 +1,5 @@
-"""Featurization on Ray Data: wires the pure stages into three streaming passes.
+"""Featurization: wires the pure stages into three streaming passes, on Ray Data
+(``run_featurize``) or in this process (``featurize_in_process``, same passes and output).
 
     input files --(1 task per file: read, validate, hash-bucket users)--> WORK/buckets/B/
     buckets     --(1 task per bucket: sort, dedupe, sessionize, profiles, counts)-->
@@ -19,22 +20,24 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqrec_ray import schema as S
-from seqrec_ray.data import passes
-from seqrec_ray.data import readers
+from seqrec_ray.data import passes, readers
 from seqrec_ray.data import vocab as V
-from seqrec_ray.data.artifacts import (ARTIFACTS_VERSION, CATEGORIES_FILE, ITEMS_FILE,
-                                       MANIFEST, VOCAB_DIR)
+from seqrec_ray.data.artifacts import ARTIFACTS_VERSION, MANIFEST
 from seqrec_ray.data.profiles import ProfileConfig
 from seqrec_ray.data.sequences import SequenceConfig
 from seqrec_ray.data.validate import POSITIONAL_TIME_FORMATS, ValidateConfig
+from seqrec_ray.data.vocab import VOCAB_DIR
+from seqrec_ray.store.base import StoredEvent
 
 WORK_DIR = "_work"
 OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, WORK_DIR)
@@ -54,18 +57,20 @@ class ManifestError(RuntimeError):
 
 @dataclass(frozen=True)
 class FeaturizeConfig:
-    input: str
-    format: str
-    output: str
+    input: str = field(metadata={"help": "a file, a directory or a glob"})
+    format: str = field(metadata={"help": " | ".join(readers.FORMATS)})
+    output: str = field(metadata={"help": "artifacts directory (its parts are replaced)"})
     validate: ValidateConfig | None = None  # None: the format's default time range
     vocab: V.VocabConfig = V.VocabConfig()
     sequence: SequenceConfig = SequenceConfig()
     profile: ProfileConfig | None = None  # None: time tags unless time is positional
-    num_buckets: int | None = None  # None: from the input size
-    batch_rows: int = 1_000_000
-    store: str | None = None  # store URL or SQLite path to bulk-load profiles + history
-    history_limit: int | None = None  # events per user loaded into the store (None: max_seq_len)
-    keep_work: bool = False
+    num_buckets: int | None = field(default=None, metadata={"help": "user hash buckets (default: from the input size)"})
+    batch_rows: int = field(default=1_000_000, metadata={"help": "rows per read batch"})
+    store: str | None = field(default=None, metadata={"help": (
+        "bulk-load profiles and recent history into this store (URL or SQLite path)")})
+    history_limit: int | None = field(default=None, metadata={"help": (
+        "events per user loaded into the store (default: max-seq-len)")})
+    keep_work: bool = field(default=False, metadata={"help": "keep OUTPUT/_work (intermediate buckets)"})
 
     def __post_init__(self) -> None:
         if self.format not in readers.FORMATS:
@@ -90,6 +95,25 @@ class FeaturizeConfig:
 def _auto_buckets(files: list[str]) -> int:
     size = sum(os.path.getsize(f) for f in files)
     return max(4, min(512, math.ceil(size / BYTES_PER_BUCKET)))
+
+
+FanOut = Callable[..., list[dict]]
+
+
+def _in_process(fn: Callable[..., dict], items: list[dict], input_errors: bool = False,
+                **kwargs) -> list[dict]:
+    """``_fan_out`` without Ray: the same calls, one after another, the same errors."""
+    results, errors = [], []
+    for item in items:
+        try:
+            results.append(fn(**item, **kwargs))
+        except (ValueError, OSError) as err:
+            if not input_errors:
+                raise
+            errors.append(f"{type(err).__name__}: {err}")
+    if errors:
+        raise InputError("; ".join(errors))
+    return results
 
 
 def _fan_out(fn: Callable[..., dict], items: list[dict], input_errors: bool = False,
@@ -149,9 +173,7 @@ def _build_vocab(layout: passes.Layout, buckets: int, config: V.VocabConfig) -> 
     paths = [layout.work_file(passes.COUNTS, b) for b in range(buckets)]
     pairs = V.combine_counts(pq.read_table(p) for p in paths if os.path.isfile(p))
     items, categories = V.build_vocabs(pairs, config)
-    os.makedirs(os.path.join(layout.output, VOCAB_DIR), exist_ok=True)
-    pq.write_table(items, os.path.join(layout.output, VOCAB_DIR, ITEMS_FILE))
-    pq.write_table(categories, os.path.join(layout.output, VOCAB_DIR, CATEGORIES_FILE))
+    V.write_vocab(items, categories, layout.output)
     return {"items": items.num_rows, "categories": categories.num_rows}
 
 
@@ -207,21 +229,60 @@ def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) ->
     return counts
 
 
-def _data_version(files: list[str], config: FeaturizeConfig) -> str:
+def _data_version(files: list[str], config: FeaturizeConfig, by_content: bool = False) -> str:
+    """A short hash of the inputs (path, size and mtime; or their bytes) and the config."""
     digest = hashlib.sha256()
     for f in files:
-        st = os.stat(f)
-        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if by_content:
+            with open(f, "rb") as data:
+                digest.update(hashlib.sha256(data.read()).digest())
+        else:
+            st = os.stat(f)
+            digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:12]
 
 
-def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print) -> dict:
-    """Featurize ``config.input`` into ``config.output``; returns the manifest.
+def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print, in_process: bool = False) -> dict:
+    """Featurize ``config.input`` into ``config.output`` on Ray Data; returns the manifest.
 
-    Needs a running Ray (``ray.init`` is the caller's job). Raises FileNotFoundError /
+    Needs a running Ray (``ray.init`` is the caller's job) unless ``in_process``, which runs
+    the same tasks one after another in this process. Raises FileNotFoundError /
     ValueError for bad input before any Ray work, ManifestError if counts do not reconcile.
     """
+    return _featurize(config, _in_process if in_process else _fan_out, log)
+
+
+IN_PROCESS_INPUT = "<in-process events>"
+
+
+def featurize_in_process(events: pa.Table | Iterable[StoredEvent], output: str,
+                         config: FeaturizeConfig | None = None,
+                         log: Callable[[str], None] = lambda _: None, **options) -> dict:
+    """Featurize events held in memory (an ``EVENT_SCHEMA`` table or ``StoredEvent``s) into
+    ``output`` without Ray: the same passes, artifacts and manifest as ``run_featurize``.
+
+    Options are ``FeaturizeConfig`` fields (e.g. ``store=URL``), or a whole ``config``
+    whose ``input``/``format``/``output`` are replaced. The manifest's ``input`` is
+    ``<in-process events>`` and its ``data_version`` hashes the events themselves, so the
+    same events give the same version.
+    """
+    if config is not None and options:
+        raise ValueError(f"give either a config or options, not both (got options {sorted(options)})")
+    if not isinstance(events, pa.Table):
+        events = pa.Table.from_pylist([e.as_dict() for e in events], schema=S.EVENT_SCHEMA)
+    with tempfile.TemporaryDirectory(prefix="seqrec-featurize-") as tmp:
+        path = os.path.join(tmp, "events.parquet")
+        pq.write_table(events, path)
+        base = config or FeaturizeConfig(input=tmp, format="events", output=output, **options)
+        resolved = dataclasses.replace(base, input=tmp, format="events", output=output)
+        return _featurize(resolved, _in_process, log, input_label=IN_PROCESS_INPUT)
+
+
+def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], None],
+               input_label: str | None = None) -> dict:
+    """The three passes, the vocabulary, the store load and the manifest; ``fan_out`` runs
+    each pass's tasks (on Ray Data, or in this process)."""
     files = readers.list_input_files(config.input, config.format)
     buckets = config.num_buckets or _auto_buckets(files)
     layout = passes.Layout(config.output, os.path.join(config.output, WORK_DIR))
@@ -231,19 +292,19 @@ def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print) -
     _clean_output(config.output)
     log(f"[featurize] {len(files)} input file(s), {buckets} user buckets -> {config.output}")
 
-    read = timer.run("read_validate", _fan_out, passes.read_validate_bucket,
+    read = timer.run("read_validate", fan_out, passes.read_validate_bucket,
                      [{"path": f, "file_index": i} for i, f in enumerate(files)],
                      input_errors=True,
                      fmt=config.format, layout=layout, num_buckets=buckets,
                      config=config.resolved_validate(), batch_rows=config.batch_rows)
     reference_time = max((r["ts_max"] for r in read if r["ts_max"] is not None), default=0.0)
     bucket_items = [{"bucket": b} for b in range(buckets)]
-    bucketed = timer.run("sequences_profiles", _fan_out, passes.sequence_bucket, bucket_items,
+    bucketed = timer.run("sequences_profiles", fan_out, passes.sequence_bucket, bucket_items,
                          layout=layout, sequence=sequence, profile=profile,
                          reference_time=reference_time,
                          history_limit=history_limit if config.store else None)
     vocab_sizes = timer.run("vocab", _build_vocab, layout, buckets, config.vocab)
-    encoded = timer.run("encode", _fan_out, passes.encode_bucket, bucket_items, layout=layout)
+    encoded = timer.run("encode", fan_out, passes.encode_bucket, bucket_items, layout=layout)
     counts = check_counts(read, bucketed, encoded)
     store = (timer.run("store", _load_store, config.store, layout, buckets, history_limit)
              if config.store else None)
@@ -252,7 +313,7 @@ def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print) -
     manifest = {
         "schema_version": S.SCHEMA_VERSION, "artifacts_version": ARTIFACTS_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": os.path.abspath(config.input), "input_files": len(files),
+        "input": input_label or os.path.abspath(config.input), "input_files": len(files),
         "format": config.format, **counts,
         "rejected_by_reason": _reasons(read),
         "users": _sum(bucketed, "users"), "sessions": _sum(bucketed, "sessions"),
@@ -264,8 +325,10 @@ def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print) -
         "time_range": [min((r["ts_min"] for r in read if r["ts_min"] is not None),
                            default=None), reference_time if counts["rows_kept"] else None],
         "num_buckets": buckets, "store": store,
-        "config": dataclasses.asdict(config), "stage_seconds": timer.seconds,
-        "data_version": _data_version(files, config),
+        "config": {**dataclasses.asdict(config), **({"input": input_label} if input_label else {})},
+        "stage_seconds": timer.seconds,
+        "data_version": _data_version(files, dataclasses.replace(config, input=input_label) if input_label
+                                      else config, by_content=input_label is not None),
     }
     with open(os.path.join(config.output, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, default=str)

@@ -31,7 +31,7 @@ PROFILE_SCHEMA = pa.schema(
        ("last_seen", pa.float64()), ("purchase_rate", pa.float64()),
        ("mean_price", pa.float64()), ("tags", pa.list_(pa.string())),
        ("n_sessions", pa.int64())])
-DAY = 86400.0
+DAY = S.SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ import fnmatch
 import glob
 import io
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -46,16 +46,18 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from seqrec_ray import schema as S
+from seqrec_ray.schema import (
+    BAD_ENCODING,
+    BAD_PRICE,
+    BAD_TIMESTAMP,
+    MISSING_ITEM_ID,
+    MISSING_USER_ID,
+    UNKNOWN_EVENT_TYPE,
+    WRONG_COLUMN_COUNT,
+)
 
 FORMATS = ("taobao", "yoochoose", "diginetica", "s3rec", "events")
 
-WRONG_COLUMN_COUNT = "wrong_column_count"
-MISSING_USER_ID = "missing_user_id"
-MISSING_ITEM_ID = "missing_item_id"
-UNKNOWN_EVENT_TYPE = "unknown_event_type"
-BAD_TIMESTAMP = "bad_timestamp"
-BAD_PRICE = "bad_price"
-BAD_ENCODING = "bad_encoding"
 
 TAOBAO_BEHAVIOURS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "purchase"}
 DIGINETICA_CATEGORIES_FILE = "product-categories.csv"

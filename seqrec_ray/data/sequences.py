@@ -19,7 +19,7 @@ from seqrec_ray.data.events import SESSION_INDEX, user_starts
 from seqrec_ray.data.splits import SplitConfig, assign_splits
 
 SECONDS_PER_HOUR = 3600
-SECONDS_PER_DAY = 86400
+SECONDS_PER_DAY = S.SECONDS_PER_DAY
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 RAW_ITEMS = "item_ids"

@@ -15,14 +15,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqrec_ray import schema as S
+from seqrec_ray.schema import (
+    BAD_TIMESTAMP,
+    MISSING_ITEM_ID,
+    MISSING_USER_ID,
+    NEGATIVE_PRICE,
+    TIMESTAMP_OUT_OF_RANGE,
+    UNKNOWN_EVENT_TYPE,
+)
 
 REASON = "reason"
-MISSING_USER_ID = "missing_user_id"
-MISSING_ITEM_ID = "missing_item_id"
-UNKNOWN_EVENT_TYPE = "unknown_event_type"
-BAD_TIMESTAMP = "bad_timestamp"
-TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
-NEGATIVE_PRICE = "negative_price"
 
 # Wall-clock sources: an e-commerce log from before 1990 or after 2100 is a broken clock.
 WALL_CLOCK_MIN = 631_152_000.0  # 1990-01-01T00:00:00Z
@@ -46,7 +48,7 @@ class ValidateConfig:
                              f"max_timestamp ({self.max_timestamp})")
 
     @staticmethod
-    def for_format(fmt: str) -> "ValidateConfig":
+    def for_format(fmt: str) -> ValidateConfig:
         """Positional formats count from 0; the rest carry wall-clock seconds."""
         if fmt in POSITIONAL_TIME_FORMATS:
             return ValidateConfig(min_timestamp=0.0, max_timestamp=WALL_CLOCK_MAX)

@@ -1,5 +1,10 @@
-"""Item and category vocabularies: count (item, category) pairs per block, combine the
-small partial counts, keep ids seen at least ``min_count`` times, and encode raw ids.
+"""The item and category vocabulary: built by featurize, loaded by every later stage.
+
+Building: count (item, category) pairs per block, combine the small partial counts, keep
+ids seen at least ``min_count`` times, and encode raw ids. Using: ``Vocab`` (raw id <->
+index maps, each item's category, the training-log counts) loaded with ``load_vocab`` from
+an artifacts directory or a checkpoint, and ``check_same_items``, the one test that two
+vocabularies give item indices the same meaning.
 
 Vocab tables (docs/contracts.md §2) hold every index from 0: row 0 ``<pad>``, row 1
 ``<oov>``, real ids from 2, ordered by count (descending) then raw id, so the same counts
@@ -8,15 +13,20 @@ always give the same indices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from seqrec_ray import schema as S
 
+VOCAB_DIR = "vocab"
+ITEMS_FILE = "items.parquet"
+CATEGORIES_FILE = "categories.parquet"
 COUNT = "count"
 ITEM_VOCAB_SCHEMA = pa.schema([("index", pa.int64()), ("raw_id", pa.string()),
                                ("count", pa.int64()), ("category_index", pa.int64())])
@@ -149,3 +159,94 @@ def encode(raw: pa.Array | pa.ChunkedArray, vocab: pa.Table) -> pa.Array:
     known = vocab["raw_id"].combine_chunks()[S.FIRST_ID_INDEX:]
     position = pc.index_in(raw, value_set=known)
     return pc.fill_null(pc.add(pc.cast(position, pa.int64()), S.FIRST_ID_INDEX), S.OOV_INDEX)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Index <-> raw id maps. Row 0 is padding and row 1 out-of-vocabulary in both tables."""
+
+    item_raw_ids: tuple[str, ...]
+    item_category: np.ndarray  # (V,) int64 category index of each item (1 = unknown, 0 = pad)
+    item_counts: np.ndarray  # (V,) int64 training-log counts (the popularity prior)
+    category_raw_ids: tuple[str, ...]
+    _items: dict[str, int] = field(init=False, repr=False, compare=False)
+    _categories: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_raw_ids)
+        if n < S.FIRST_ID_INDEX:
+            raise ValueError(f"an item vocabulary holds at least the pad and oov rows, got {n} rows")
+        for name in ("item_category", "item_counts"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} rows, item_raw_ids has {n}")
+        object.__setattr__(self, "item_raw_ids", tuple(str(x) for x in self.item_raw_ids))
+        object.__setattr__(self, "category_raw_ids", tuple(str(x) for x in self.category_raw_ids))
+        object.__setattr__(self, "item_category", np.asarray(self.item_category, dtype=np.int64))
+        object.__setattr__(self, "item_counts", np.asarray(self.item_counts, dtype=np.int64))
+        # Pad and oov rows never map back from a raw id, even if a source used "<pad>".
+        items = {raw: i for i, raw in enumerate(self.item_raw_ids) if i >= S.FIRST_ID_INDEX}
+        cats = {raw: i for i, raw in enumerate(self.category_raw_ids) if i >= S.FIRST_ID_INDEX}
+        object.__setattr__(self, "_items", items)
+        object.__setattr__(self, "_categories", cats)
+
+    @property
+    def num_items(self) -> int:
+        """Item vocab size, counting pad and oov."""
+        return len(self.item_raw_ids)
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.category_raw_ids)
+
+    def item_index(self, raw_id: str) -> int:
+        """Index of a raw item id; unknown or rare ids -> OOV (1)."""
+        return self._items.get(str(raw_id), S.OOV_INDEX)
+
+    def item_indices(self, raw_ids: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self._items.get(str(r), S.OOV_INDEX) for r in raw_ids), dtype=np.int64)
+
+    def item_raw_id(self, index: int) -> str:
+        return self.item_raw_ids[index]
+
+    def category_index(self, raw_id: str | None) -> int:
+        if raw_id is None:
+            return S.OOV_INDEX
+        return self._categories.get(str(raw_id), S.OOV_INDEX)
+
+    def known_categories(self, raw_ids: Iterable[str]) -> list[int]:
+        """Indices of the raw category ids this vocabulary knows (unknown ones dropped)."""
+        return sorted({self._categories[r] for r in raw_ids if r in self._categories})
+
+
+def write_vocab(items: pa.Table, categories: pa.Table, directory: str) -> None:
+    """The two vocab tables into ``directory/vocab/`` (an artifacts dir or a checkpoint)."""
+    base = os.path.join(directory, VOCAB_DIR)
+    os.makedirs(base, exist_ok=True)
+    pq.write_table(items, os.path.join(base, ITEMS_FILE))
+    pq.write_table(categories, os.path.join(base, CATEGORIES_FILE))
+
+
+def load_vocab(directory: str) -> Vocab:
+    """From an artifacts directory or a checkpoint (either holds ``vocab/``)."""
+    base = os.path.join(directory, VOCAB_DIR)
+    items = pq.read_table(os.path.join(base, ITEMS_FILE)).sort_by("index")
+    categories = pq.read_table(os.path.join(base, CATEGORIES_FILE)).sort_by("index")
+    for name, table in (("items", items), ("categories", categories)):
+        index = table["index"].to_numpy()
+        if not np.array_equal(index, np.arange(len(index))):
+            raise ValueError(f"{base}/{name}: indices are not 0..{len(index) - 1}")
+    return Vocab(
+        item_raw_ids=tuple(items["raw_id"].to_pylist()),
+        item_category=items["category_index"].to_numpy(),
+        item_counts=items["count"].to_numpy(),
+        category_raw_ids=tuple(categories["raw_id"].to_pylist()),
+    )
+
+
+def check_same_items(data_dir: str, model_dir: str, what: str = "data") -> None:
+    """Item indices mean a checkpoint's items only under its own vocabulary: ValueError
+    naming both directories when ``data_dir``'s item vocabulary differs from ``model_dir``'s."""
+    if load_vocab(str(data_dir)).item_raw_ids != load_vocab(str(model_dir)).item_raw_ids:
+        raise ValueError(f"{what} {data_dir} and checkpoint {model_dir} have different item vocabularies: "
+                         "item indices mean the checkpoint's items only under its own vocabulary "
+                         "(was the data featurized again after training?)")

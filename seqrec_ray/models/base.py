@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import EncoderConfig
-
-# The per-position input columns (docs/contracts.md §3); other batch keys are ignored.
-INPUT_KEYS = ("items", "event_types", "categories", "gap_buckets")
+from . import scoring
+from .config import SEQUENCE_FEATURES, EncoderConfig
 
 
 class SequenceEncoder(nn.Module):
@@ -26,12 +24,12 @@ class SequenceEncoder(nn.Module):
     def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """One user vector per row from the most recent (last) position: (B, D)."""
         keep = self.config.max_len
-        trimmed = {k: features[k][:, -keep:] for k in INPUT_KEYS if k in features}
+        trimmed = {k: features[k][:, -keep:] for k in SEQUENCE_FEATURES if k in features}
         return self(trimmed)[:, -1]
 
     def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every catalogue item for each row: (B, V)."""
-        return self.encode(features) @ self.item_embeddings().T
+        return scoring.catalogue_scores(self.encode(features), self.item_embeddings())
 
 
 def left_pad_shift(mask: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,16 @@ from dataclasses import dataclass
 
 ENCODER_NAMES = ("lstm", "gru", "transformer")
 
-# Contract sizes (docs/contracts.md §2): event types 1..6 plus pad; gap buckets 1..31 plus pad.
+# Copies of seqrec_ray.schema's contract constants (docs/contracts.md §2), kept here so that
+# the models import only torch and the standard library; tests/test_models.py checks that
+# they agree with schema. Event types 1..6 plus pad; gap buckets 1..31 plus pad.
 NUM_EVENT_TYPES = 7
 NUM_GAP_BUCKETS = 32
+PAD_INDEX = 0
+OOV_INDEX = 1
+FIRST_ITEM_INDEX = 2  # item indices 0 (pad) and 1 (oov) are never ranked or predicted
+# The per-position input features of every encoder, in this order (schema.SEQUENCE_FEATURES).
+SEQUENCE_FEATURES = ("items", "event_types", "categories", "gap_buckets")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import scoring
 from .base import SequenceEncoder
-
-FIRST_ITEM = 2  # item indices 0 (pad) and 1 (oov) are never predicted
+from .config import FIRST_ITEM_INDEX
 
 
 class FullSoftmaxTask(nn.Module):
@@ -35,12 +35,11 @@ class FullSoftmaxTask(nn.Module):
         if targets.numel() == 0:
             return _no_targets(h)
         table = self.encoder.item_embeddings()
-        logits = h @ table.T  # (N, V)
-        logits[:, :FIRST_ITEM] = float("-inf")
+        logits = scoring.mask_unrankable(scoring.catalogue_scores(h, table))  # (N, V)
         if self.mask_history:
             # The target's logit recomputed (a gather would pin ``logits`` before the edits).
             target_logits = (h * table[targets]).sum(-1, keepdim=True).to(logits.dtype)  # (N, 1)
-            logits.scatter_(1, _history_up_to(batch), float("-inf"))
+            scoring.mask_items(logits, _history_up_to(batch))
             logits.scatter_(1, targets.unsqueeze(1), target_logits)
         return F.cross_entropy(logits.float(), targets)
 
@@ -93,7 +92,7 @@ def proposal_distribution(num_items: int, sampler: str, item_counts: torch.Tenso
         weights = (torch.as_tensor(item_counts, dtype=torch.float64) + 1.0) ** alpha
     else:
         raise ValueError(f"negative sampler must be 'uniform' or 'popularity', got {sampler!r}")
-    weights[:FIRST_ITEM] = 0.0
+    weights[:FIRST_ITEM_INDEX] = 0.0
     return weights / weights.sum()
 
 
@@ -101,13 +100,13 @@ def _positions_with_targets(encoder: SequenceEncoder, batch: dict[str, torch.Ten
     """Hidden states and targets of the positions that carry a loss: (N, D), (N,)."""
     h = encoder(batch)  # (B, T, D)
     targets = batch["targets"]  # (B, T)
-    keep = targets >= FIRST_ITEM
+    keep = targets >= FIRST_ITEM_INDEX
     return h[keep], targets[keep]
 
 
 def _history_up_to(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """For each position with a target, the items at it and before it: (N, T), 0 = pad."""
-    items, keep = batch["items"], batch["targets"] >= FIRST_ITEM  # (B, T)
+    items, keep = batch["items"], batch["targets"] >= FIRST_ITEM_INDEX  # (B, T)
     width = items.shape[1]
     causal = torch.ones(width, width, dtype=torch.bool, device=items.device).tril()  # (T, T): s <= t
     prefixes = items.unsqueeze(1).expand(-1, width, -1) * causal  # (B, T, T)

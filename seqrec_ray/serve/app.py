@@ -9,46 +9,44 @@ Serve validates ``args`` into ``AppArgs`` (the builder's annotated type) before 
 # No `from __future__ import annotations` here: Serve reads build_app's parameter
 # annotation at run time and needs the class itself, not its name as a string.
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
-from typing import Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from ray.serve import Application
 
 from .config import ServeConfig
-from .encoder import SequenceEncoder
+from .encoder import UserEncoder
 from .ingress import API_KEY_ENV, Ingress
 from .profile_fetcher import ProfileFetcher
 from .ranker import Ranker
 
 
-class AppArgs(BaseModel):
-    """Application args; every field of ServeConfig, the two locations required."""
+def _app_args_model() -> type[BaseModel]:
+    """ServeConfig's fields as a pydantic model: a new ServeConfig field is a new app arg.
+    ``checkpoint`` and ``store`` have no default, so they are required; ``api_key`` None is
+    filled from the SEQREC_API_KEY environment variable by ``build_app``."""
+    hints = typing.get_type_hints(ServeConfig)
+    fields = {}
+    for f in dataclasses.fields(ServeConfig):
+        if f.default_factory is not dataclasses.MISSING:
+            fields[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
+        else:
+            fields[f.name] = (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
+    return create_model(
+        "AppArgs", __module__=__name__, __doc__="Application args: every field of ServeConfig.",
+        __config__=ConfigDict(extra="forbid"),  # a misspelt arg fails the deploy, loudly
+        **fields,
+    )
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt arg fails the deploy, loudly
 
-    checkpoint: str
-    store: str
-    api_key: Optional[str] = None  # default: the SEQREC_API_KEY environment variable
-    device: str = "auto"
-    history_limit: int = 200
-    max_k: int = 100
-    max_items: int = 1000
-    max_events: int = 1000
-    max_categories: int = 100
-    max_body_bytes: int = 1 << 20
-    reasons_per_item: int = 2
-    ingress_batch_size: int = 32
-    ingress_batches_in_flight: int = 2
-    encoder_batch_size: int = 32
-    batch_wait_s: float = 0.0
-    torch_threads: Optional[int] = None
-    score_dtype: str = "float32"
+AppArgs = _app_args_model()
 
 
 def build_app(args: AppArgs) -> Application:
-    """Ingress -> (ProfileFetcher, SequenceEncoder, Ranker), all sharing one ServeConfig."""
+    """Ingress -> (ProfileFetcher, UserEncoder, Ranker), all sharing one ServeConfig."""
     values = args.model_dump() if isinstance(args, BaseModel) else AppArgs.model_validate(args).model_dump()
     if not values["api_key"]:
         values["api_key"] = os.environ.get(API_KEY_ENV) or None
@@ -70,11 +68,11 @@ def absolute_store_url(url: str) -> str:
     return url
 
 
-def build_app_graph(config: ServeConfig, user_config: Optional[dict] = None) -> Application:
+def build_app_graph(config: ServeConfig, user_config: dict | None = None) -> Application:
     """The deployment graph. ``user_config`` ({"checkpoint": path}) goes to the encoder and
     ranker, as a config file's ``deployments[].user_config`` would: re-running the app with
     only that changed swaps the checkpoint inside the running replicas."""
-    encoder, ranker = SequenceEncoder, Ranker
+    encoder, ranker = UserEncoder, Ranker
     if user_config is not None:
         encoder, ranker = encoder.options(user_config=user_config), ranker.options(user_config=user_config)
     return Ingress.bind(ProfileFetcher.bind(config), encoder.bind(config), ranker.bind(config), config)

@@ -1,4 +1,4 @@
-"""SequenceEncoder deployment: stored histories -> user vectors, batched across requests."""
+"""UserEncoder deployment: stored histories -> user vectors, batched across requests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
-class SequenceEncoder:
+class UserEncoder:
     """Holds one checkpoint; ``reconfigure({"checkpoint": path})`` swaps it in place.
 
     A swap loads the new model fully before replacing the old one, so requests in flight
@@ -35,7 +35,7 @@ class SequenceEncoder:
         path = (user_config or {}).get("checkpoint")
         if path and str(path) != self._model.key:
             self._model = load_serving_model(str(path), self._device)
-            logger.info("SequenceEncoder now serves %s", self._model.key)
+            logger.info("UserEncoder now serves %s", self._model.key)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def encode(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -6,16 +6,15 @@ served from the store looks to the model like the sequences it was trained on.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from seqrec_ray.schema import EVENT_TYPE_INDEX, FIRST_EVENT_BUCKET, gap_bucket_of
-
-from .catalogue import ItemVocab
-
-FEATURE_KEYS = ("items", "event_types", "categories", "gap_buckets")
+from seqrec_ray.data.padding import pad_rows
+from seqrec_ray.data.vocab import Vocab
+from seqrec_ray.schema import EVENT_TYPE_INDEX, FIRST_EVENT_BUCKET, SEQUENCE_FEATURES, gap_bucket_of
 
 
 def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
@@ -30,7 +29,7 @@ def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
     return np.concatenate([[FIRST_EVENT_BUCKET], gap_bucket_of(np.diff(ts))]).astype(np.int64)
 
 
-def history_features(history: Sequence[Mapping[str, Any]], vocab: ItemVocab, max_len: int) -> dict[str, np.ndarray]:
+def history_features(history: Sequence[Mapping[str, Any]], vocab: Vocab, max_len: int) -> dict[str, np.ndarray]:
     """Events (oldest first, ``StoredEvent.as_dict()`` shape) -> the last ``max_len`` positions.
 
     Unknown items map to OOV (1). As in featurize, an event's category is its own
@@ -55,13 +54,4 @@ def left_pad(rows: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor
 
     T is the longest row, so the last column is every user's most recent event.
     """
-    width = max(1, max(len(r["items"]) for r in rows))
-    out = {}
-    for key in FEATURE_KEYS:
-        matrix = np.zeros((len(rows), width), dtype=np.int64)  # (B, T)
-        for b, row in enumerate(rows):
-            n = len(row[key])
-            if n:
-                matrix[b, width - n :] = row[key]
-        out[key] = torch.from_numpy(matrix)
-    return out
+    return {key: torch.from_numpy(pad_rows([r[key] for r in rows], "left")) for key in SEQUENCE_FEATURES}

@@ -1,4 +1,4 @@
-"""HTTP ingress: FastAPI routes that chain ProfileFetcher -> SequenceEncoder -> Ranker.
+"""HTTP ingress: FastAPI routes that chain ProfileFetcher -> UserEncoder -> Ranker.
 
 Every downstream call is awaited through its DeploymentHandle (never ``.result()``), so
 one ingress replica keeps many requests in flight while the encoder batches them.
@@ -20,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from .batching import GatedBatcher
 from .config import ServeConfig
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .ranking import recommend_query
 from .schemas import (
     EventIn,
     EventsResponse,
@@ -66,18 +67,12 @@ class Ingress:
         histories = [ctx["history"] for ctx in contexts]
         warm = [i for i, history in enumerate(histories) if history]  # the rest are cold starts
         encoded = await self._encoder.encode_many.remote([histories[i] for i in warm]) if warm else []
-        queries: list[dict[str, Any]] = [
-            {
-                "k": r.k,
-                "exclude": [e["item_id"] for e in h if e["event_type"] == "purchase"] if r.exclude_purchased else [],
-                "categories": r.categories,
-            }
-            for r, h in zip(reqs, histories)
-        ]
-        for i, enc in zip(warm, encoded):
-            used = histories[i][-enc["used"] :]
-            queries[i].update(vector=enc["vector"], checkpoint=enc["checkpoint"],
-                              history=[(e["item_id"], e["event_type"]) for e in used])
+        vectors: dict[int, dict[str, Any]] = dict(zip(warm, encoded))
+        queries = []
+        for i, (r, h) in enumerate(zip(reqs, histories)):
+            enc = vectors.get(i, {})
+            query = recommend_query(r.k, h, r.exclude_purchased, r.categories, enc.get("vector"), enc.get("used", 0))
+            queries.append({"query": query, "checkpoint": enc.get("checkpoint")})
         results = await self._ranker.recommend_many.remote(queries)
         return [
             RecommendResponse(user_id=r.user_id, cold_start=not h, items=res["items"], model=res["model"])

@@ -7,7 +7,8 @@ any of it reaches JSON parsing, whatever Content-Length claims.
 from __future__ import annotations
 
 import hmac
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.responses import JSONResponse
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .catalogue import ItemVocab
+from seqrec_ray.data.vocab import Vocab
+
 from .features import history_features, left_pad
 
 
@@ -18,7 +19,7 @@ from .features import history_features, left_pad
 class ServingModel:
     key: str  # the resolved checkpoint path: encoder and ranker agree on a model through it
     encoder: torch.nn.Module  # eval mode, on ``device``
-    vocab: ItemVocab
+    vocab: Vocab
     info: dict[str, Any]  # what /version reports
     max_len: int
     device: str
@@ -32,7 +33,7 @@ def load_serving_model(path: str, device: str) -> ServingModel:
     if not ckpt_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {ckpt_dir} does not exist")
     loaded = load_checkpoint(ckpt_dir, device=device)
-    vocab = ItemVocab.from_vocab(loaded.vocab)
+    vocab = loaded.vocab
     if vocab.num_items != loaded.model_config.num_items:
         raise ValueError(
             f"{ckpt_dir}: vocabulary has {vocab.num_items} items but the model was built for "
@@ -42,7 +43,7 @@ def load_serving_model(path: str, device: str) -> ServingModel:
     return ServingModel(str(ckpt_dir), loaded.model, vocab, info, loaded.model_config.max_len, device)
 
 
-def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: ItemVocab) -> dict[str, Any]:
+def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: Vocab) -> dict[str, Any]:
     return {
         "checkpoint": str(ckpt_dir),
         "encoder": model_config.encoder,

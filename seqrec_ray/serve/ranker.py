@@ -12,7 +12,7 @@ from ray import serve
 
 from .config import ServeConfig, resolve_device
 from .model import load_serving_model
-from .ranking import RankerModel, RecommendQuery, rank_items, recommend_batch
+from .ranking import RankerModel, rank_items, recommend_batch
 
 logger = logging.getLogger("ray.serve")
 
@@ -58,14 +58,14 @@ class Ranker:
 
     async def recommend_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A batch of requests the ingress gathered, scored in one pass per checkpoint.
-        Each request: RecommendQuery fields plus ``checkpoint`` (None for a cold start)."""
+        Each request: ``{"query": RecommendQuery, "checkpoint": key or None (cold start)}``."""
         groups: dict[str, tuple[RankerModel, list[int]]] = {}
         for i, r in enumerate(requests):
             model = self._model_for(r.get("checkpoint"))
             groups.setdefault(model.key, (model, []))[1].append(i)
         out: list[dict[str, Any]] = [{}] * len(requests)
         for model, members in groups.values():
-            queries = [_query(requests[i]) for i in members]
+            queries = [requests[i]["query"] for i in members]
             for i, items in zip(members, recommend_batch(model, queries, self._config.reasons_per_item)):
                 out[i] = {"items": items, "model": model.label}
         return out
@@ -81,12 +81,3 @@ class Ranker:
 def load_key(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
-
-def _query(r: dict[str, Any]) -> RecommendQuery:
-    return RecommendQuery(
-        k=r["k"],
-        vector=r.get("vector"),
-        exclude=tuple(r.get("exclude", ())),
-        categories=None if r.get("categories") is None else tuple(r["categories"]),
-        history=tuple((h[0], h[1]) for h in r.get("history", ())),
-    )

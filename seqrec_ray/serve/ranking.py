@@ -5,22 +5,24 @@ No Ray here; the Ranker deployment only batches requests into these functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from seqrec_ray.data.padding import pad_rows
+from seqrec_ray.data.vocab import Vocab
+from seqrec_ray.models import scoring
 from seqrec_ray.schema import FIRST_ID_INDEX
 
-from .catalogue import ItemVocab
 from .config import SCORE_DTYPES
 from .model import ServingModel, model_label
 
 # How a reason names an event; stronger signals first when one item has several events.
 VERBS = {"purchase": "bought", "cart": "carted", "fav": "favourited", "click": "clicked", "view": "viewed", "search": "searched for"}
 STRENGTH = {name: i for i, name in enumerate(VERBS)}
-TOPK_CHUNK = 1024
 SHORTLIST_MARGIN = 64  # extra bfloat16 candidates rescored exactly per request
 
 
@@ -34,13 +36,14 @@ class Filter:
 
 def mask_invalid(scores: torch.Tensor, filters: Sequence[Filter], item_category: torch.Tensor) -> torch.Tensor:
     """Set pad, oov, excluded and off-category items to -inf, in place. scores: (B, V)."""
-    scores[:, :FIRST_ID_INDEX] = float("-inf")
+    scoring.mask_unrankable(scores)
+    if any(len(f.exclude) for f in filters):
+        exclude = torch.from_numpy(pad_rows([f.exclude for f in filters], "right"))  # (B, E), 0-padded
+        scoring.mask_items(scores, exclude)
     for b, f in enumerate(filters):
-        if len(f.exclude):
-            scores[b, torch.from_numpy(f.exclude).to(scores.device)] = float("-inf")
         if f.categories is not None:
             allowed = torch.isin(item_category, torch.from_numpy(f.categories).to(item_category.device))  # (V,)
-            scores[b].masked_fill_(~allowed, float("-inf"))
+            scoring.mask_outside(scores[b], allowed)
     return scores
 
 
@@ -52,32 +55,12 @@ def top_k(
     Fewer than k come back when fewer items pass the filters; masked items never do.
     """
     scores = mask_invalid(scores, filters, item_category)  # (B, V)
+    values, indices = scoring.top_k(scores, max(ks))  # (B, max k)
     out = []
-    for row, k in zip(scores, ks):
-        values, indices = row_top_k(row, k)
-        values, indices = values.float().cpu().numpy(), indices.cpu().numpy()
-        keep = np.isfinite(values)
-        out.append((indices[keep].astype(np.int64), values[keep].astype(np.float64)))
+    for row_values, row_indices, k in zip(values, indices, ks):
+        kept_values, kept_indices = scoring.finite(row_values[:k], row_indices[:k])
+        out.append((kept_indices.cpu().numpy().astype(np.int64), kept_values.float().cpu().numpy().astype(np.float64)))
     return out
-
-
-def row_top_k(row: torch.Tensor, k: int, chunk: int = TOPK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k (values, indices) of one score row (V,), best first.
-
-    torch.topk over a million scores costs ~6 ms on one CPU core; one pass of per-chunk
-    maxima plus two tiny top-ks costs ~1 ms. Exact: each of the k best scores lies in a
-    chunk whose maximum is at least the k-th best, and at most k chunks have such a maximum.
-    """
-    k = min(k, row.shape[0])
-    if row.shape[0] <= 4 * k * chunk:
-        return torch.topk(row, k)
-    full = row.shape[0] - row.shape[0] % chunk
-    chunks = row[:full].view(-1, chunk)  # (C, chunk), a view: no copy of the row
-    best = torch.topk(chunks.amax(dim=1), k).indices  # (k,) chunks holding the top k
-    candidates = torch.cat([(best.unsqueeze(1) * chunk + torch.arange(chunk, device=row.device)).reshape(-1),
-                            torch.arange(full, row.shape[0], device=row.device)])  # (k * chunk + tail,)
-    values, j = torch.topk(row[candidates], k)
-    return values, candidates[j]
 
 
 def popular(counts: torch.Tensor, k: int, f: Filter, item_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -94,12 +77,8 @@ def rank_candidates(
     start); unknown ones (index < 2) get score NaN and go last in their given order.
     """
     idx = torch.from_numpy(candidates).to(embeddings.device)
+    scores = scoring.candidate_scores(user, embeddings, idx, counts).cpu().numpy()  # (N,)
     known = candidates >= FIRST_ID_INDEX
-    if user is None:
-        scores = counts[idx].to(torch.float64).cpu().numpy()
-    else:
-        scores = (embeddings[idx] @ user).to(torch.float64).cpu().numpy()  # (N,)
-    scores = np.where(known, scores, np.nan)
     # Stable sort: known by score descending, then unknown in their given order.
     order = np.lexsort((np.arange(len(candidates)), -np.nan_to_num(scores, nan=-np.inf), ~known))
     return order, scores
@@ -160,11 +139,11 @@ class RankerModel:
     embeddings: torch.Tensor  # (V, D) float32
     item_category: torch.Tensor  # (V,) int64
     counts: torch.Tensor  # (V,) int64
-    vocab: ItemVocab
+    vocab: Vocab
     fast_table: torch.Tensor | None = None  # (V, D) bfloat16
 
     @classmethod
-    def from_serving(cls, model: ServingModel, score_dtype: str = "float32") -> "RankerModel":
+    def from_serving(cls, model: ServingModel, score_dtype: str = "float32") -> RankerModel:
         with torch.no_grad():
             embeddings = model.encoder.item_embeddings().detach().float().contiguous()
         device = embeddings.device
@@ -195,8 +174,8 @@ def catalogue_top_k(
     pushed a true top-k item below the shortlist's end.
     """
     if model.fast_table is None:
-        return top_k(users @ model.embeddings.T, ks, filters, model.item_category)  # (B, V) scores
-    scores = users.to(torch.bfloat16) @ model.fast_table.T  # (B, V) bfloat16, ranked as is
+        return top_k(scoring.catalogue_scores(users, model.embeddings), ks, filters, model.item_category)  # (B, V) scores
+    scores = scoring.catalogue_scores(users.to(torch.bfloat16), model.fast_table)  # (B, V) bfloat16, ranked as is
     shortlists = top_k(scores, [k + SHORTLIST_MARGIN for k in ks], filters, model.item_category)
     out = []
     for user, k, (idx, _) in zip(users, ks, shortlists):
@@ -213,6 +192,24 @@ class RecommendQuery:
     exclude: tuple[str, ...] = ()  # raw item ids never to return (e.g. purchased)
     categories: tuple[str, ...] | None = None  # raw category ids to draw from
     history: tuple[tuple[str, str], ...] = ()  # (raw item id, event type), for reasons
+
+
+def recommend_query(
+    k: int,
+    history: Sequence[Mapping[str, Any]],
+    exclude_purchased: bool,
+    categories: Sequence[str] | None = None,
+    vector: np.ndarray | None = None,
+    used: int = 0,
+) -> RecommendQuery:
+    """What /recommend asks the ranker for one user, from their stored history (oldest first,
+    ``StoredEvent.as_dict()`` shape) and, for a warm user, the encoder's vector and how many
+    latest events it saw (``used``, the events reasons may cite). The ingress and the
+    simulator's checkpoint arm both build their queries here, so they cannot differ."""
+    exclude = tuple(e["item_id"] for e in history if e["event_type"] == "purchase") if exclude_purchased else ()
+    seen = history[len(history) - used:] if vector is not None and used > 0 else ()
+    return RecommendQuery(k=k, vector=vector, exclude=exclude, categories=None if categories is None else tuple(categories),
+                          history=tuple((e["item_id"], e["event_type"]) for e in seen))
 
 
 def recommend_batch(model: RankerModel, queries: Sequence[RecommendQuery], per_item: int) -> list[list[dict]]:

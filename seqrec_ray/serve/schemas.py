@@ -8,7 +8,7 @@ the ingress against ``ServeConfig``; these models hold the fixed rules.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
@@ -38,24 +38,24 @@ class EventIn(_Strict):
     user_id: RawId
     item_id: RawId
     event_type: EventType
-    timestamp: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="seconds; default: time of receipt")
-    session_id: Optional[RawId] = None
-    category_id: Optional[RawId] = None
-    price: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
-    query: Optional[str] = Field(None, max_length=MAX_QUERY_LENGTH)
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="seconds; default: time of receipt")
+    session_id: RawId | None = None
+    category_id: RawId | None = None
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    query: str | None = Field(None, max_length=MAX_QUERY_LENGTH)
 
 
 class RecommendRequest(_Strict):
     user_id: RawId
     k: StrictInt = Field(10, ge=1, description="how many items; at most the service's max_k")
     exclude_purchased: StrictBool = True
-    categories: Optional[list[RawId]] = Field(None, min_length=1, description="raw category ids to draw from")
+    categories: list[RawId] | None = Field(None, min_length=1, description="raw category ids to draw from")
 
 
 class RankRequest(_Strict):
     user_id: RawId
     items: list[RawId] = Field(min_length=1, description="candidate raw item ids, e.g. search results")
-    query: Optional[str] = Field(None, max_length=MAX_QUERY_LENGTH)
+    query: str | None = Field(None, max_length=MAX_QUERY_LENGTH)
 
 
 class Contribution(BaseModel):
@@ -80,14 +80,14 @@ class RecommendResponse(BaseModel):
 
 class RankedItem(BaseModel):
     item_id: str
-    score: Optional[float] = Field(description="null for an item the model does not know")
+    score: float | None = Field(description="null for an item the model does not know")
     known: bool
 
 
 class RankResponse(BaseModel):
     user_id: str
     cold_start: bool
-    query: Optional[str]
+    query: str | None
     items: list[RankedItem]
     model: str
 
@@ -101,18 +101,18 @@ class EventOut(BaseModel):
     item_id: str
     event_type: str
     timestamp: float
-    category_id: Optional[str] = None
+    category_id: str | None = None
 
 
 class ProfileResponse(BaseModel):
     user_id: str
-    profile: Optional[dict[str, Any]]
+    profile: dict[str, Any] | None
     recent_events: list[EventOut]
 
 
 class VersionResponse(BaseModel):
     model: dict[str, Any]
     vocab: dict[str, Any]
-    data_version: Optional[str]
+    data_version: str | None
     ranker_checkpoints: list[str]
 

@@ -29,14 +29,21 @@ import numpy as np
 from gymnasium import spaces
 
 from seqrec_ray.schema import (
-    EVENT_TYPE_INDEX, EVENT_TYPES, FIRST_EVENT_BUCKET, NUM_EVENT_TYPE_INDICES, NUM_GAP_BUCKETS, gap_bucket_of,
+    EVENT_TYPE_INDEX,
+    EVENT_TYPES,
+    FIRST_EVENT_BUCKET,
+    NUM_EVENT_TYPE_INDICES,
+    NUM_GAP_BUCKETS,
+    SECONDS_PER_DAY,
+    SEQUENCE_FEATURES,
+    gap_bucket_of,
 )
+from seqrec_ray.sim import ENV_ID  # noqa: F401  (re-exported)
 from seqrec_ray.sim import behaviour as B
 from seqrec_ray.sim.organic import MIN_SESSION_GAP_S, OrganicConfig, events_table, run_block
 from seqrec_ray.sim.state import SESSION_START_UNIFORMS, ShopperState, after_step, context, new_state, start_sessions
-from seqrec_ray.sim.world import SECONDS_PER_DAY, SimConfig, World, child_rng, utility
+from seqrec_ray.sim.world import SimConfig, World, child_rng, utility
 
-from seqrec_ray.sim import ENV_ID  # noqa: F401  (re-exported)
 REWARDS = ("purchases", "revenue")
 GAP_BUCKETS = NUM_GAP_BUCKETS
 _LIVE_KEY = 3
@@ -236,7 +243,7 @@ class ShopperEnv(gym.Env):
         h, cat = self.config.history_len, self.world.catalogue
         history = self._history[self._user]
         recent = history[-h:]
-        out = {k: np.zeros(h, dtype=np.int64) for k in ("items", "event_types", "categories", "gap_buckets")}
+        out = {k: np.zeros(h, dtype=np.int64) for k in SEQUENCE_FEATURES}
         off = h - len(recent)
         prev = history[-h - 1]["timestamp"] if len(history) > h else None
         for j, e in enumerate(recent):

@@ -19,8 +19,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -37,11 +37,11 @@ LOGS_VERSION = 1
 
 @dataclass(frozen=True)
 class SimulateConfig:
-    output: str
+    output: str = field(metadata={"help": "directory for part-*.parquet and ground_truth/"})
     organic: OrganicConfig
     sim: SimConfig = field(default_factory=SimConfig)
-    shards: int = 0  # 0 = one per block, at most 64
-    overwrite: bool = False
+    shards: int = field(default=0, metadata={"help": "Parquet parts = Ray tasks; 0 = automatic (one per user block, at most 64)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace logs already in the output directory"})
 
     def __post_init__(self) -> None:
         if not self.output:
@@ -95,7 +95,7 @@ def run_simulation(cfg: SimulateConfig, log: Callable[[str], None] = print) -> d
         "sim": cfg.sim.to_dict(), "organic": asdict(cfg.organic), "shards": len(shards),
         "events": events, "users": cfg.organic.users, "items": world.catalogue.n_items,
         "categories": len(world.catalogue.cat_names), "start_time": cfg.sim.start_time,
-        "end_time": cfg.sim.start_time + cfg.organic.days * 86_400.0,
+        "end_time": cfg.sim.start_time + cfg.organic.days * S.SECONDS_PER_DAY,
         "event_types": _sum_counts(r["event_types"] for r in done),
         "seconds": seconds, "events_per_second": events / max(seconds, 1e-9),
     }

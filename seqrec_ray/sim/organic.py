@@ -14,7 +14,7 @@ child of the master seed, so shards and workers never change what a user did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +36,9 @@ _P_SUBSTITUTE, _P_COMPLEMENT, _P_BESTSELLER = 0.25, 0.45, 0.92
 class OrganicConfig:
     """How much organic behaviour to simulate: ``users`` users (indices 0..users-1) over ``days``."""
 
-    users: int
-    days: float
-    max_session_steps: int = MAX_SESSION_STEPS
+    users: int = field(metadata={"help": "number of shoppers (u0 .. u<N-1>)"})
+    days: float = field(metadata={"help": "days of behaviour to simulate"})
+    max_session_steps: int = field(default=MAX_SESSION_STEPS, metadata={"help": "steps per organic session at most"})
 
     def __post_init__(self) -> None:
         if int(self.users) < 1:

@@ -15,12 +15,12 @@ import abc
 import http.client
 import json
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from seqrec_ray.schema import FIRST_ID_INDEX
 from seqrec_ray.store.base import StoredEvent
 
 
@@ -100,42 +100,36 @@ class RecentPolicy(Policy):
 
 
 class CheckpointPolicy(Policy):
-    """A trained encoder in-process: encode the history, rank the whole catalogue, top-k.
+    """A trained encoder in-process, ranked through exactly the serving code path.
 
-    Loads and encodes through the serving code (``seqrec_ray.serve.model``), so this arm
-    sees exactly the features the deployed model sees; only the HTTP hop is missing.
+    The history is cut to the service's ``history_limit`` (what the profile fetcher would
+    return), encoded by ``seqrec_ray.serve.model.encode_histories`` and ranked by
+    ``seqrec_ray.serve.ranking.recommend_batch`` with the query ``recommend_query`` builds,
+    as the HTTP arm's ingress and ranker do; only the HTTP hop and the store are missing.
     """
 
-    def __init__(self, checkpoint_dir: str, name: str = "checkpoint", exclude_purchased: bool = False) -> None:
-        import torch
-
+    def __init__(self, checkpoint_dir: str, name: str = "checkpoint", exclude_purchased: bool = False,
+                 history_limit: int | None = None) -> None:
+        from seqrec_ray.serve.config import ServeConfig
         from seqrec_ray.serve.model import load_serving_model
+        from seqrec_ray.serve.ranking import RankerModel
 
         self.model = load_serving_model(str(checkpoint_dir), device="cpu")
+        self.ranker = RankerModel.from_serving(self.model)
         self.name = name
         self.exclude_purchased = exclude_purchased
-        with torch.no_grad():
-            self.item_matrix = self.model.encoder.item_embeddings().detach().float().numpy()  # (V, D)
-        counts = self.model.vocab.item_counts.astype(np.float64)
-        self.popularity = counts / (counts.max() + 1.0)  # (V,) cold-start scores, below 1
+        self.history_limit = history_limit or ServeConfig.__dataclass_fields__["history_limit"].default
 
     def recommend(self, user_id, history, k, rng):
         from seqrec_ray.serve.model import encode_histories
+        from seqrec_ray.serve.ranking import recommend_batch, recommend_query
 
-        vocab = self.model.vocab
-        if history:
-            user = encode_histories(self.model, [[e.as_dict() for e in history]])[0]  # (D,)
-            scores = self.item_matrix @ user  # (V,)
-        else:
-            scores = self.popularity.copy()
-        scores[:FIRST_ID_INDEX] = -np.inf  # pad and out-of-vocabulary are not items
-        if self.exclude_purchased:
-            bought = vocab.item_indices(e.item_id for e in history if e.event_type == "purchase")
-            scores[bought[bought >= FIRST_ID_INDEX]] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [vocab.item_raw_ids[i] for i in top]
+        events = [e.as_dict() for e in history[-self.history_limit:]]
+        vector = encode_histories(self.model, [events])[0] if events else None  # (D,); None = cold start
+        used = min(len(events), self.model.max_len)
+        query = recommend_query(k, events, self.exclude_purchased, vector=vector, used=used)
+        (items,) = recommend_batch(self.ranker, [query], per_item=0)
+        return [entry["item_id"] for entry in items]
 
 
 class OraclePolicy(Policy):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqrec_ray.schema import SECONDS_PER_DAY
 from seqrec_ray.sim.behaviour import StepOutcome
-from seqrec_ray.sim.world import SECONDS_PER_DAY, Catalogue, Context, SimConfig, Users
+from seqrec_ray.sim.world import Catalogue, Context, SimConfig, Users
 
 RECENT_PURCHASES = 8
 STEP_GAP_S = 3.0  # from the last event of a step to the next slate

@@ -1,14 +1,13 @@
-"""Confidence intervals and paired significance tests for simulated A/B tests (numpy only).
+"""Confidence intervals and paired significance tests for simulated A/B tests.
 
 The unit of analysis is the simulated user: every arm sees the same users with the same
 seeds (common random numbers), so arm A and arm B give one pair of per-user means per
 user, and the test is a **paired t-test on the per-user differences** (two-sided,
 ``n - 1`` degrees of freedom). Per-arm intervals are Student-t intervals on the per-user
 means. A paired bootstrap interval of the mean difference is given beside the t interval
-as a check that does not assume normality.
-
-Student's t distribution is computed here (regularised incomplete beta, continued
-fraction as in Numerical Recipes §6.4) to avoid a scipy dependency.
+as a check that does not assume normality. The distributions, the test and the
+bootstrap are scipy.stats'; this module fixes the conventions (unit, sidedness, seeds)
+and the degenerate cases.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import bootstrap, ttest_rel
+from scipy.stats import t as student_t
 
 
 @dataclass(frozen=True)
@@ -54,33 +55,16 @@ class PairedTest:
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"df must be positive, got {df!r}")
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2.0, 0.5, x)  # P(T > |t|)
-    return 1.0 - tail if t > 0 else tail
+    _check_df(df)
+    return float(student_t.cdf(t, df))
 
 
 def t_ppf(q: float, df: float) -> float:
-    """The q-quantile of Student's t (bisection on ``t_cdf``; accurate to ~1e-10)."""
+    """The q-quantile of Student's t."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"q must be in (0, 1), got {q!r}")
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    low, high = 0.0, 1.0
-    while t_cdf(high, df) < q:
-        high *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if t_cdf(mid, df) < q:
-            low = mid
-        else:
-            high = mid
-        if high - low < 1e-12:
-            break
-    return 0.5 * (low + high)
+    _check_df(df)
+    return float(student_t.ppf(q, df))
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> MeanCI:
@@ -108,13 +92,14 @@ def paired_test(
         raise ValueError(f"a paired test needs at least 2 units, got {len(a)}")
     d = a - b
     ci = mean_ci(d, level)
-    se = ci.std / math.sqrt(ci.n)
-    if se > 0:
-        t = ci.mean / se
-        p = 2.0 * (1.0 - t_cdf(abs(t), ci.n - 1))
-    else:  # every difference identical: no evidence unless they are all nonzero
-        t = 0.0 if ci.mean == 0 else math.copysign(math.inf, ci.mean)
-        p = 1.0 if ci.mean == 0 else 0.0
+    noise = _rounding_noise(a, b)
+    if np.ptp(d) > noise:
+        test = ttest_rel(a, b)
+        t, p = float(test.statistic), float(test.pvalue)
+    else:  # every difference identical (up to rounding): no evidence unless they are nonzero
+        shifted = abs(ci.mean) > noise
+        t = math.copysign(math.inf, ci.mean) if shifted else 0.0
+        p = 0.0 if shifted else 1.0
     boot_low, boot_high = bootstrap_mean_ci(d, level, n_boot, seed)
     mean_b = float(b.mean())
     return PairedTest(
@@ -139,11 +124,11 @@ def bootstrap_mean_ci(values: np.ndarray, level: float = 0.95, n_boot: int = 200
     _check_level(level)
     if n_boot < 100:
         raise ValueError(f"n_boot must be >= 100, got {n_boot!r}")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))  # (n_boot, n)
-    means = values[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+    if len(values) == 1:  # every resample is that one value (scipy refuses a single observation)
+        return float(values[0]), float(values[0])
+    result = bootstrap((values,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def holm_adjust(p_values: list[float]) -> list[float]:
@@ -167,40 +152,17 @@ def _as_1d(values: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
+def _check_df(df: float) -> None:
+    if not df > 0:
+        raise ValueError(f"df must be positive, got {df!r}")
+
+
+def _rounding_noise(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two differences a[i] - b[i] can be from float rounding alone: a spread
+    below this is no spread (a t statistic of it would be rounding error over rounding error)."""
+    return 4.0 * np.finfo(np.float64).eps * max(float(np.abs(a).max()), float(np.abs(b).max()))
+
+
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(log_front)
-    # The continued fraction converges fast for x < (a + 1) / (a + b + 2); use symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h

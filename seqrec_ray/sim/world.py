@@ -25,11 +25,12 @@ The last five terms depend on the session so far: only a sequence can reveal the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-SECONDS_PER_DAY = 86_400.0
+from seqrec_ray.schema import SECONDS_PER_DAY
+
 DRIFT_PERIOD_S = 30 * SECONDS_PER_DAY
 
 # Category names double as search queries; beyond this list names get a number suffix.
@@ -46,19 +47,19 @@ _CATEGORY_WORDS = (
 class SimConfig:
     """The world: catalogue size and shape, population parameters, behaviour weights."""
 
-    seed: int = 0
-    n_items: int = 2_000
-    n_categories: int = 40
+    seed: int = field(default=0, metadata={"help": "master seed of the world and the behaviour"})
+    n_items: int = field(default=2_000, metadata={"help": "catalogue size"})
+    n_categories: int = field(default=40, metadata={"help": "number of categories"})
     dim: int = 16
-    user_block: int = 1_024  # users per parameter/simulation block; part of the seed contract
-    start_time: float = 1_700_000_000.0  # 2023-11-14 UTC, the organic logs' day 0
+    user_block: int = field(default=1_024, metadata={"help": "users per parameter/simulation block; part of the seed contract"})
+    start_time: float = field(default=1_700_000_000.0, metadata={"help": "the organic logs' day 0, epoch seconds (2023-11-14 UTC)"})
     zipf_exponent: float = 1.0
     consumable_fraction: float = 0.3
     n_substitutes: int = 8
     n_complements: int = 5
-    affinity_concentration: float = 0.3  # Dirichlet alpha per category: low = focused users
-    drift_scale: float = 0.3  # taste drift per 30 days (std per dimension)
-    sessions_per_day: float = 0.25  # mean over users; individual rates are log-normal
+    affinity_concentration: float = field(default=0.3, metadata={"help": "Dirichlet alpha per category: low = focused users"})
+    drift_scale: float = field(default=0.3, metadata={"help": "taste drift per 30 days (std per dimension)"})
+    sessions_per_day: float = field(default=0.25, metadata={"help": "mean over users; individual rates are log-normal"})
     w_aff: float = 0.5
     w_pop: float = 0.25
     w_price: float = 1.5
@@ -68,9 +69,9 @@ class SimConfig:
     w_due: float = 3.0
     w_bought: float = -3.0
     complement_window_s: float = 2 * SECONDS_PER_DAY
-    position_bias: float = 0.8  # examination probability (1 + position) ** -position_bias
-    outside_utility: float = 1.0  # utility of clicking nothing on a slate
-    fatigue: float = 0.15  # per step: the outside option and leaving grow more attractive
+    position_bias: float = field(default=0.8, metadata={"help": "examination probability (1 + position) ** -position_bias"})
+    outside_utility: float = field(default=1.0, metadata={"help": "utility of clicking nothing on a slate"})
+    fatigue: float = field(default=0.15, metadata={"help": "per step: the outside option and leaving grow more attractive"})
     cart_bias: float = -1.5
     cart_weight: float = 0.7
     fav_bias: float = -3.5

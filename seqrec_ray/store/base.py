@@ -8,8 +8,9 @@ default) and ``redis`` (networked, for multi-node Serve).
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class ProfileStore(abc.ABC):
     def close(self) -> None:
         """Release connections; the store must not be used afterwards."""
 
-    def __enter__(self) -> "ProfileStore":
+    def __enter__(self) -> ProfileStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import redis
 
 from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
+
 # The same validation and row layout as SQLite, so both backends accept the same input.
 from seqrec_ray.store.sqlite_store import _event_row, _profile_row, most_recent_per_user
 

@@ -20,8 +20,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
 

@@ -16,34 +16,35 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
 
-from seqrec_ray.schema import FIRST_ID_INDEX, USER_ID
+from seqrec_ray.data.padding import pad_lists
+from seqrec_ray.data.vocab import check_same_items
+from seqrec_ray.models import scoring
+from seqrec_ray.schema import FIRST_ID_INDEX, SEQUENCE_FEATURES, USER_ID
 
-FEATURE_COLUMNS = ("items", "event_types", "categories", "gap_buckets")
-READ_COLUMNS = (USER_ID, *FEATURE_COLUMNS)
+READ_COLUMNS = (USER_ID, *SEQUENCE_FEATURES)
 OUTPUT_SCHEMA = pa.schema([(USER_ID, pa.string()), ("items", pa.list_(pa.string())), ("scores", pa.list_(pa.float32()))])
 SUMMARY_FILE = "_summary.json"  # leading "_": Parquet readers skip it
 
 
 @dataclass(frozen=True)
 class BatchRecommendConfig:
-    data: str  # featurize artifacts directory (reads DATA/sequences)
-    checkpoint: str  # checkpoint directory (docs/contracts.md §3)
-    output: str  # directory for part-*.parquet and _summary.json
-    k: int = 20
-    batch_size: int = 512  # users per encoder call
-    num_actors: int = 2  # size of the Recommender actor pool
-    cpus_per_actor: float = 1.0  # also the actor's torch threads (at least 1)
-    exclude_seen: bool = False  # True: never recommend an item already in the user's sequence
+    data: str = field(metadata={"help": "featurize artifacts directory (reads DATA/sequences and vocab/)"})
+    checkpoint: str = field(metadata={"help": "checkpoint directory trained on that data (e.g. OUT/best; docs/contracts.md §3)"})
+    output: str = field(metadata={"help": "directory for part-*.parquet and _summary.json (earlier parts are replaced)"})
+    k: int = field(default=20, metadata={"help": "items per user"})
+    batch_size: int = field(default=512, metadata={"help": "users per encoder call"})
+    num_actors: int = field(default=2, metadata={"help": "size of the encoder+ranker actor pool"})
+    cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs per actor, also its torch threads (at least 1)"})
+    exclude_seen: bool = field(default=False, metadata={"help": "never recommend an item already in the user's sequence"})
 
     def __post_init__(self) -> None:
         for name in ("data", "checkpoint", "output"):
@@ -69,16 +70,7 @@ class BatchRecommendConfig:
         if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).exists():
             raise FileExistsError(f"output {self.output} is a non-empty directory not written by batch recommend; "
                                   "give an empty or new directory")
-        check_same_vocab(self.data, self.checkpoint)
-
-
-def check_same_vocab(data: str, checkpoint: str) -> None:
-    """Sequences hold item indices: they mean the checkpoint's items only under its vocab."""
-    from seqrec_ray.data.artifacts import load_vocab
-
-    if load_vocab(data).item_raw_ids != load_vocab(checkpoint).item_raw_ids:
-        raise ValueError(f"data {data} and checkpoint {checkpoint} have different item vocabularies "
-                         "(was the data featurized again after training?)")
+        check_same_items(self.data, self.checkpoint)
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -89,35 +81,12 @@ def latest_features(sequences: pa.Table, max_len: int) -> dict[str, np.ndarray]:
 
     T is the longest kept sequence in the batch (at least 1), so short batches stay narrow.
     """
-    if not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
-    items = sequences.column("items").combine_chunks()
-    lengths = pc.list_value_length(items).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)  # (B,)
-    keep = np.minimum(lengths, max_len)
-    width = max(1, int(keep.max(initial=0)))
-    ends = np.cumsum(lengths)  # flat index one past each user's last event
-    row = np.repeat(np.arange(len(lengths)), keep)
-    offset = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)  # 0..keep-1 per row
-    src = np.repeat(ends - keep, keep) + offset
-    col = width - np.repeat(keep, keep) + offset
-    out = {}
-    for name in FEATURE_COLUMNS:
-        flat = pc.list_flatten(sequences.column(name).combine_chunks()).to_numpy(zero_copy_only=False)
-        matrix = np.zeros((len(lengths), width), dtype=np.int64)  # (B, T)
-        matrix[row, col] = flat[src]
-        out[name] = matrix
-    return out
+    return {name: pad_lists(sequences.column(name), "left", max_len) for name in SEQUENCE_FEATURES}
 
 
 def seen_items(sequences: pa.Table) -> np.ndarray:
     """Every item of each user's whole sequence (not just the encoder's window): (B, L) int64, 0-padded."""
-    items = sequences.column("items").combine_chunks()
-    lengths = pc.list_value_length(items).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)  # (B,)
-    flat = pc.list_flatten(items).to_numpy(zero_copy_only=False)
-    matrix = np.zeros((len(lengths), max(1, int(lengths.max(initial=0)))), dtype=np.int64)  # (B, L)
-    row = np.repeat(np.arange(len(lengths)), lengths)
-    matrix[row, np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
-    return matrix
+    return pad_lists(sequences.column("items"), "right")
 
 
 @torch.no_grad()
@@ -134,13 +103,9 @@ def top_k_items(
     padding) are masked to -inf: when fewer than k' items remain, masked entries fill the
     rest with score -inf, and callers drop them (``to_raw_lists`` does).
     """
-    users = model.encode(features)  # (B, D)
-    scores = users @ item_embeddings.T  # (B, V)
-    scores[:, :FIRST_ID_INDEX] = float("-inf")
-    if exclude is not None:
-        scores.scatter_(1, exclude, float("-inf"))  # pad (0) is masked already
-    kmax = min(k, scores.shape[1] - FIRST_ID_INDEX)
-    return torch.topk(scores, kmax, dim=1)  # values (B, k'), indices (B, k')
+    scores = scoring.catalogue_scores(model.encode(features), item_embeddings)  # (B, V)
+    scores = scoring.mask_items(scoring.mask_unrankable(scores), exclude)
+    return scoring.top_k(scores, min(k, scores.shape[1] - FIRST_ID_INDEX))  # (B, k') values, indices
 
 
 def to_raw_lists(values: np.ndarray, indices: np.ndarray, item_raw_ids: np.ndarray) -> tuple[pa.Array, pa.Array]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
+from seqrec_ray.data.padding import pad_lists, pad_rows
+from seqrec_ray.schema import SEQUENCE_FEATURES
+
 # Variable-length list columns, padded on the right with 0 (pad is masked anyway).
 RAGGED_COLUMNS = ("history", "negatives")
 # Left-padded per-position columns (trimmed together).
-POSITION_COLUMNS = ("items", "event_types", "categories", "gap_buckets", "targets")
+POSITION_COLUMNS = (*SEQUENCE_FEATURES, "targets")
 
 
 def collate(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -31,7 +35,7 @@ def table_to_tensors(table: pa.Table) -> dict[str, torch.Tensor]:
     for name in table.column_names:
         column = table.column(name).combine_chunks()
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            out[name] = torch.from_numpy(_pad_lists(column))
+            out[name] = torch.from_numpy(pad_lists(column, "right"))
         elif pa.types.is_integer(column.type):
             out[name] = torch.from_numpy(column.to_numpy().astype(np.int64))
     return out
@@ -69,28 +73,13 @@ def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: (v[:, -width:] if k in POSITION_COLUMNS else v) for k, v in batch.items()}
 
 
-def _pad_lists(column: pa.Array) -> np.ndarray:
-    lengths = column.value_lengths().fill_null(0).to_numpy().astype(np.int64)
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    width = int(lengths.max()) if len(lengths) else 0
-    out = np.zeros((len(lengths), max(width, 1)), dtype=np.int64)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    cols = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out[rows, cols] = values
-    return out
-
-
 def _to_matrix(column: Any, ragged: bool) -> np.ndarray | None:
     array = np.asarray(column) if not isinstance(column, np.ndarray) else column
     if array.dtype != object:
         return array.astype(np.int64) if np.issubdtype(array.dtype, np.integer) else None
     if len(array) == 0 or isinstance(array[0], (str, bytes)):
         return None
-    rows = [np.asarray(r, dtype=np.int64) for r in array]
-    width = max(1, max(len(r) for r in rows))
-    if not ragged and any(len(r) != width for r in rows):
-        raise ValueError(f"list column rows differ in length ({min(len(r) for r in rows)}..{width})")
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
+    lengths = [len(r) for r in array]
+    if not ragged and min(lengths) != max(lengths):
+        raise ValueError(f"list column rows differ in length ({min(lengths)}..{max(lengths)})")
+    return pad_rows(array, "right")

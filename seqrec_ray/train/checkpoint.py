@@ -78,7 +78,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the encoder from the directory alone; returned in eval mode on ``device``."""
-    from seqrec_ray.data.artifacts import load_vocab  # the vocab reader lives with the artifacts
+    from seqrec_ray.data.vocab import load_vocab
 
     path = Path(path)
     model_json = _read_json(path / "model.json")

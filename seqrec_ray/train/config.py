@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from seqrec_ray.models import ENCODER_NAMES, EncoderConfig
 
@@ -23,39 +23,39 @@ SAMPLERS = ("uniform", "popularity")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "lstm"
+    model: str = field(default="lstm", metadata={"help": " | ".join(ENCODER_NAMES)})
     # Model knobs: None = the model's default from MODEL_DEFAULTS.
-    dim: int | None = None
-    hidden: int | None = None
-    num_layers: int | None = None
-    num_heads: int | None = None
-    dropout: float | None = None
-    emb_dropout: float | None = None
-    norm_first: bool | None = None
-    use_event_type: bool = True
-    use_gap: bool = True
-    use_category: bool = True
+    dim: int | None = field(default=None, metadata={"help": "embedding size (default: the model's)"})
+    hidden: int | None = field(default=None, metadata={"help": "RNN state / feed-forward size (default: the model's)"})
+    num_layers: int | None = field(default=None, metadata={"help": "default: the model's"})
+    num_heads: int | None = field(default=None, metadata={"help": "transformer heads (default: the model's)"})
+    dropout: float | None = field(default=None, metadata={"help": "default: the model's"})
+    emb_dropout: float | None = field(default=None, metadata={"help": "default: the model's"})
+    norm_first: bool | None = field(default=None, metadata={"help": "pre-LN transformer (default: the model's)"})
+    use_event_type: bool = field(default=True, metadata={"help": "the event-type input embedding"})
+    use_gap: bool = field(default=True, metadata={"help": "the time-gap input embedding"})
+    use_category: bool = field(default=True, metadata={"help": "the category input embedding"})
     # Loss.
-    loss: str = "full"
-    num_negatives: int = 1024
-    negative_sampler: str = "uniform"
-    # Full softmax only: drop each position's earlier items from its softmax, as the
-    # S3-Rec protocol (evaluate --mask-history) drops them from the ranking. Off for
-    # shops whose users re-buy: it teaches the model never to recommend repeats.
-    mask_history_in_loss: bool = False
+    loss: str = field(default="full", metadata={"help": " | ".join(LOSSES)})
+    num_negatives: int = field(default=1024, metadata={"help": "sampled loss: negatives per batch"})
+    negative_sampler: str = field(default="uniform", metadata={"help": " | ".join(SAMPLERS)})
+    # Off for shops whose users re-buy: it teaches the model never to recommend repeats.
+    mask_history_in_loss: bool = field(default=False, metadata={"help": (
+        "full softmax only: leave each position's earlier items out of its softmax, as evaluate "
+        "--mask-history (the S3-Rec protocol) leaves them out of the ranking")})
     # Optimisation.
-    epochs: int = 150  # an upper bound: early stopping ends runs (Beauty: 20-60 epochs)
+    epochs: int = field(default=150, metadata={"help": "upper bound: early stopping ends runs sooner (Beauty: 20-60 epochs)"})
     batch_size: int = 256
-    lr: float | None = None  # None: the model's default (resolved on construction)
+    lr: float | None = field(default=None, metadata={"help": "learning rate (default: the model's, resolved on construction)"})
     weight_decay: float = 0.0
-    grad_clip: float | None = None
-    max_len: int = 50
+    grad_clip: float | None = field(default=None, metadata={"help": "max gradient norm (default: None, no clipping)"})
+    max_len: int = field(default=50, metadata={"help": "items of history the model sees"})
     seed: int = 0
-    patience: int = 8  # epochs without a better valid NDCG@10 before stopping; 0 = never stop
+    patience: int = field(default=8, metadata={"help": "epochs without a better valid NDCG@10 before stopping; 0 = never stop"})
     eval_batch_size: int = 1024
-    ks: tuple[int, ...] = (5, 10, 20)
+    ks: tuple[int, ...] = field(default=(5, 10, 20), metadata={"help": "metric cut-offs; must include 10"})
     run_name: str = "run"
-    torch_threads: int | None = None  # None: leave torch's default
+    torch_threads: int | None = field(default=None, metadata={"help": "torch threads per process (default: torch's, on Ray workers their CPUs)"})
 
     def __post_init__(self) -> None:
         if self.model not in ENCODER_NAMES:

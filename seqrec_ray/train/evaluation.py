@@ -7,7 +7,7 @@ their own, labelled section.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,16 @@ from .metrics import DEFAULT_KS, evaluate_scores
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    data_dir: str
-    checkpoint_dir: str
-    split: str = "test"
-    mask_history: bool = True
-    sampled_negatives: str | None = None  # S3-Rec style file: "user neg1 ... negN" per line
-    ks: tuple[int, ...] = DEFAULT_KS
-    batch_size: int = 1024
-    device: str = "cpu"
-    baselines: bool = True
+    data_dir: str = field(metadata={"help": "featurize artifacts directory the checkpoint was trained on"})
+    checkpoint_dir: str = field(metadata={"help": "checkpoint directory (e.g. OUT/best)"})
+    split: str = field(default="test", metadata={"help": "test | valid"})
+    mask_history: bool = field(default=True, metadata={"help": "mask every earlier item of the user (the S3-Rec protocol)"})
+    sampled_negatives: str | None = field(default=None, metadata={
+        "help": "fixed negatives file (S3-Rec style: user neg1 ... negN per line): also report sampled metrics"})
+    ks: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "metric cut-offs"})
+    batch_size: int = field(default=1024, metadata={"help": "users per scoring batch"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda (the job's default: cuda when available)"})
+    baselines: bool = field(default=True, metadata={"help": "the popularity / most-recent rows"})
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
@@ -50,13 +51,14 @@ class EvaluateConfig:
 
 def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     """Metrics of the checkpoint and the baselines: {"full": {name: metrics}, "sampled"?: ...}."""
-    from seqrec_ray.data.artifacts import load_sequences, load_vocab
+    from seqrec_ray.data.artifacts import load_sequences
+    from seqrec_ray.data.vocab import check_same_items
 
     from .checkpoint import load_checkpoint
     from .loop import evaluate
 
     ckpt = load_checkpoint(config.checkpoint_dir, device=config.device)
-    _check_same_vocab(load_vocab(config.data_dir).item_raw_ids, ckpt.vocab.item_raw_ids, config)
+    check_same_items(config.data_dir, config.checkpoint_dir)
     sequences = load_sequences(config.data_dir)
     table = eval_examples(sequences, config.split, ckpt.model_config.max_len)
     tensors = table_to_tensors(table)
@@ -132,12 +134,3 @@ def format_table(result: dict[str, Any]) -> str:
         for name, metrics in rows.items():
             lines.append(f"{name:12s}" + "".join(f"{metrics[k]:12.4f}" for k in keys))
     return "\n".join(lines)
-
-
-def _check_same_vocab(data_ids: list[str], ckpt_ids: list[str], config: EvaluateConfig) -> None:
-    if list(data_ids) != list(ckpt_ids):
-        raise ValueError(
-            f"the checkpoint {config.checkpoint_dir} was trained on a different item vocabulary "
-            f"({len(ckpt_ids)} items) than {config.data_dir} ({len(data_ids)} items): evaluate on the "
-            "artifacts it was trained on"
-        )

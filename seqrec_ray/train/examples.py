@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-INPUT_COLUMNS = ("items", "event_types", "categories", "gap_buckets")
+from seqrec_ray.schema import SEQUENCE_FEATURES
+
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -40,7 +41,7 @@ def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
     src = first_input[row] + offset  # flat input index per filled cell
     col = max_len - length[row] + offset  # left padding
     columns = {}
-    for name in INPUT_COLUMNS:
+    for name in SEQUENCE_FEATURES:
         columns[name] = _fixed_list(_scatter(flat[name], src, row, col, len(length), max_len), max_len)
     columns["targets"] = _fixed_list(_scatter(flat["items"], src + 1, row, col, len(length), max_len), max_len)
     return pa.table(columns)
@@ -68,7 +69,7 @@ def eval_examples(sequences: pa.Table, split: str, max_len: int) -> pa.Table:
     col = max_len - length[row] + offset
     columns = {
         name: _fixed_list(_scatter(flat[name], src, row, col, len(users), max_len), max_len)
-        for name in INPUT_COLUMNS
+        for name in SEQUENCE_FEATURES
     }
     columns["target"] = pa.array(flat["items"][target_pos], type=pa.int64())
     hist_idx = np.repeat(starts[users], n_before) + _rank_within(n_before)
@@ -85,11 +86,11 @@ def _check_max_len(max_len: int) -> None:
 
 def _flatten(sequences: pa.Table, keep_split: int | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Flat int64 event arrays (optionally one split only) and the per-user event counts."""
-    missing = [c for c in (*INPUT_COLUMNS, "splits") if c not in sequences.column_names]
+    missing = [c for c in (*SEQUENCE_FEATURES, "splits") if c not in sequences.column_names]
     if missing:
         raise ValueError(f"sequence table lacks columns {missing} (docs/contracts.md §2)")
     flat = {}
-    for name in (*INPUT_COLUMNS, "splits"):
+    for name in (*SEQUENCE_FEATURES, "splits"):
         col = sequences.column(name).combine_chunks()
         flat[name] = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int64)
     parent = pc.list_parent_indices(sequences.column("items").combine_chunks()).to_numpy().astype(np.int64)

@@ -6,12 +6,11 @@ each worker; ``run_in_process`` runs the same steps in one process.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -20,9 +19,11 @@ from seqrec_ray.models import build_encoder
 from seqrec_ray.models.losses import FullSoftmaxTask, SampledSoftmaxTask, proposal_distribution
 
 from .batches import trim_left_padding
-from .checkpoint import load_checkpoint, save_checkpoint, unwrap_encoder
+from .checkpoint import save_checkpoint, unwrap_encoder
 from .config import TrainConfig
 from .metrics import DEFAULT_KS, RankingMetrics, evaluate_scores
+from .progress import epoch_line
+from .run_state import SELECTION_METRIC, EarlyStopping
 
 __all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_process"]
 
@@ -102,35 +103,13 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-class EarlyStopping:
-    """Tracks the best validation score; ``should_stop`` after ``patience`` epochs without
-    improvement (patience 0 = never stop)."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
-        self.best_score = float("-inf")
-        self.best_epoch = 0
-        self.last_epoch = 0
-
-    def update(self, score: float, epoch: int) -> bool:
-        """Record an epoch's score; True when it is a new best."""
-        self.last_epoch = epoch
-        if score > self.best_score:
-            self.best_score, self.best_epoch = score, epoch
-            return True
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience > 0 and self.last_epoch - self.best_epoch >= self.patience
-
-
 def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | Path, progress: bool = True) -> dict:
     """Train in this process (no Ray), like the Ray path: a checkpoint every epoch
     (``latest/``), the best one by valid NDCG@10 (``best/``), curves, and the best
     checkpoint's test metrics. Returns (and writes to ``result.json``) a summary."""
     from .curves import save_curves
     from .data import load_training_data
+    from .export import finish_run  # export scores the best checkpoint with evaluate (above)
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -149,33 +128,12 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
         history.append(record)
         meta = {"epoch": epoch, "metrics": {"loss": stats["loss"], "valid": record["valid"]}}
         save_checkpoint(output_dir / "latest", task, config, data_dir, meta, optimizer)
-        if stopper.update(record["valid"]["ndcg@10"], epoch):
+        if stopper.update(record["valid"][SELECTION_METRIC], epoch):
             shutil.copytree(output_dir / "latest", output_dir / "best", dirs_exist_ok=True)
         save_curves(history, output_dir)
         if progress:
-            print(_progress_line(record, stopper), flush=True)
+            print(epoch_line(record, stopper.best_epoch), flush=True)
         if stopper.should_stop:
             break
-    best = load_checkpoint(output_dir / "best", device=device).model
-    test = evaluate(best, data.eval_batches("test", config.eval_batch_size), config.ks, True, device, autocast)
-    result = {
-        "run_name": config.run_name,
-        "best_epoch": stopper.best_epoch,
-        "epochs_run": len(history),
-        "train_seconds": sum(h["seconds"] for h in history),
-        "valid": history[stopper.best_epoch - 1]["valid"],
-        "test": test.to_dict(),
-        "best_checkpoint": str(output_dir / "best"),
-    }
-    (output_dir / "result.json").write_text(json.dumps(result, indent=2))
-    return result
-
-
-def _progress_line(record: dict, stopper: EarlyStopping) -> str:
-    v = record["valid"]
-    mark = " *" if stopper.best_epoch == record["epoch"] else ""
-    return (
-        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  valid HR@10 {v['hr@10']:.4f} "
-        f"NDCG@10 {v['ndcg@10']:.4f}  {record['positions_per_s']:,.0f} pos/s  "
-        f"{record['seconds']:.1f}s (total {record['elapsed_s']:.0f}s){mark}"
-    )
+    return finish_run(output_dir, config, history, stopper.best_epoch, data.eval_tensors("test"),
+                      device=device, autocast_dtype=autocast)

@@ -8,14 +8,17 @@ Accumulators hold sums and a user count, so per-rank results merge exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
+from seqrec_ray.models import scoring
+from seqrec_ray.schema import FIRST_ID_INDEX
+
 DEFAULT_KS = (5, 10, 20)
-FIRST_ITEM = 2  # pad (0) and oov (1) are never recommended
 
 
 def mask_scores(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
@@ -25,11 +28,7 @@ def mask_scores(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tens
     repeat): exempting the target would tell the ranker which history item comes next.
     Repeat purchases are measured with masking off.
     """
-    scores = scores.float().clone()
-    scores[:, :FIRST_ITEM] = float("-inf")
-    if history is not None:
-        scores.scatter_(1, history, float("-inf"))  # history pads are 0, already masked
-    return scores
+    return scoring.masked_scores(scores, exclude=history)
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -72,7 +71,7 @@ class RankingMetrics:
     def _add(self, key: str, value: float) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + value
 
-    def merge(self, other: "RankingMetrics") -> "RankingMetrics":
+    def merge(self, other: RankingMetrics) -> RankingMetrics:
         if (self.ks, self.num_items, self.sampled) != (other.ks, other.num_items, other.sampled):
             raise ValueError("cannot merge metrics with different ks, catalogue or candidate sets")
         sums = {k: self.sums.get(k, 0.0) + other.sums.get(k, 0.0) for k in self.sums.keys() | other.sums.keys()}
@@ -89,7 +88,7 @@ class RankingMetrics:
             for name in ("hr", "ndcg", "mrr"):
                 out[f"{name}@{k}"] = self.sums.get(f"{name}@{k}", 0.0) / self.users if self.users else math.nan
             if k in self.covered:
-                out[f"coverage@{k}"] = float(self.covered[k][FIRST_ITEM:].mean())
+                out[f"coverage@{k}"] = float(self.covered[k][FIRST_ID_INDEX:].mean())
         return out
 
 
@@ -120,6 +119,6 @@ def evaluate_scores(
         if negatives_key:
             metrics.add(sampled_ranks(scores, targets, batch[negatives_key]))
         else:
-            top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices  # (B, max K)
+            top = scoring.top_k(scores, max(ks))[1]  # (B, max K)
             metrics.add(target_ranks(scores, targets), top)
     return metrics

@@ -1,7 +1,9 @@
 """Data-parallel training on Ray Train: the one thin TorchTrainer wiring file.
 
 The model, loss, epoch step, metrics and checkpoint format are the pure pieces in
-loop.py / examples.py / checkpoint.py; this file only
+loop.py / examples.py / checkpoint.py, the run state (early stopping, train_state.json)
+is run_state.py, the export of a finished run is export.py and a worker's batching of
+its shards is shards.py; this file only
 
 - turns the artifacts' sequences into Ray Data datasets (training windows, valid examples)
   that reach workers as shards (``get_dataset_shard``), never as files each worker reads;
@@ -19,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -27,13 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.distributed as dist
-
 import ray
 import ray.train
 import ray.train.torch
-from ray.data.collate_fn import ArrowBatchCollateFn
+import torch
+import torch.distributed as dist
 from ray.train import (
     Checkpoint,
     CheckpointConfig,
@@ -44,15 +43,24 @@ from ray.train import (
     ScalingConfig,
 )
 
-from .batches import concat_padded, iterate_batches, table_to_tensors, trim_left_padding
-from .checkpoint import save_checkpoint, unwrap_encoder
+from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .examples import eval_examples, training_windows
-from .loop import EarlyStopping, build_task, evaluate, train_epoch
+from .export import export_run
+from .loop import build_task, evaluate, train_epoch
 from .metrics import RankingMetrics
+from .progress import epoch_line
+from .run_state import (
+    SELECTION_METRIC,
+    EarlyStopping,
+    RunState,
+    optimizer_step,
+    restore_run_state,
+    write_train_state,
+)
+from .shards import ShardBatches
 
-BEST_METRIC = "valid_ndcg@10"  # the reported metric early stopping and checkpoint ranking use
-TRAIN_STATE_FILE = "train_state.json"  # epoch, early-stopping state and curves, beside optimizer.pt
+BEST_METRIC = f"valid_{SELECTION_METRIC}"  # the reported metric checkpoints are ranked by
 EVAL_DATASETS = ("valid",)
 
 
@@ -60,18 +68,25 @@ EVAL_DATASETS = ("valid",)
 class RayTrainConfig:
     """How the run is laid out on Ray; what is trained is TrainConfig."""
 
-    num_workers: int = 2
-    use_gpu: bool = False
+    num_workers: int = dataclasses.field(default=2, metadata={"help": "Ray Train workers (DDP ranks)"})
+    use_gpu: bool = dataclasses.field(default=False, metadata={"help": "one GPU per worker, bf16 autocast"})
     cpus_per_worker: float = 1.0
-    run_name: str | None = None  # None: derived from the training config (same config resumes)
-    storage_path: str | None = None  # None: Ray's default (~/ray_results); shared storage on clusters
-    max_failures: int = 0  # worker-group restarts from the latest checkpoint before giving up
-    num_to_keep: int = 2  # checkpoints kept by valid NDCG@10 (the latest is always kept too)
-    cache_windows: bool = True  # materialize windows once instead of re-windowing every epoch
-    # Each worker keeps its shard in memory as tensors after the first pass when the shard
-    # is at most this big (MiB), then every epoch is a fresh in-memory shuffle of it: no
-    # per-epoch streaming, collation or shuffle buffer. 0 = stream the shard every epoch.
-    shard_cache_mib: float = 2048.0
+    run_name: str | None = dataclasses.field(default=None, metadata={"help": (
+        "Ray Train run name; the same name and storage resume the run "
+        "(default: derived from the data and the training config)")})
+    storage_path: str | None = dataclasses.field(default=None, metadata={"help": (
+        "Ray Train storage path, shared storage on clusters (default: Ray's, ~/ray_results)")})
+    max_failures: int = dataclasses.field(default=0, metadata={"help": (
+        "worker-group restarts from the latest checkpoint before giving up; -1 = retry forever")})
+    num_to_keep: int = dataclasses.field(default=2, metadata={"help": (
+        "checkpoints kept by valid NDCG@10 (the latest is always kept too)")})
+    cache_windows: bool = dataclasses.field(default=True, metadata={"help": (
+        "materialize training windows once instead of re-windowing every epoch")})
+    # In memory, every epoch is a fresh in-memory shuffle of the shard's tensors: no
+    # per-epoch streaming, collation or shuffle buffer.
+    shard_cache_mib: float = dataclasses.field(default=2048.0, metadata={"help": (
+        "workers keep their data shard in memory when it is at most this big (MiB); "
+        "0 = stream it from Ray Data every epoch")})
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_workers, int) or self.num_workers < 1:
@@ -131,20 +146,6 @@ class ShardConfig(DataConfig):
         return output
 
 
-class ArrowToTensors(ArrowBatchCollateFn):
-    """Arrow batches -> int64 tensors with the shared converter (pads ``history``, drops
-    ``user_id``), so workers and the in-process loop see identical batches. Training
-    batches are trimmed to their longest window like the in-process loop's."""
-
-    def __init__(self, trim: bool = False) -> None:
-        super().__init__()
-        self.trim = trim
-
-    def __call__(self, batch):
-        tensors = table_to_tensors(batch)
-        return trim_left_padding(tensors) if self.trim else tensors
-
-
 def fit(
     config: TrainConfig,
     ray_config: RayTrainConfig,
@@ -189,7 +190,7 @@ def fit(
         print(f"[train] run {run_name!r} in {trainer.run_config.storage_path} "
               f"({ray_config.num_workers} workers{', GPU' if ray_config.use_gpu else ''})", flush=True)
     result = trainer.fit()
-    return export_run(result, config, data_dir, output_dir, progress)
+    return _export(result, config, data_dir, output_dir, progress)
 
 
 def _shards_fit_in_memory(datasets: dict[str, ray.data.Dataset], ray_config: RayTrainConfig) -> bool:
@@ -221,52 +222,14 @@ def _item_counts(config: TrainConfig, data_dir: Path, manifest: dict) -> np.ndar
     return train_item_counts(table, int(manifest["vocab_sizes"]["items"]))
 
 
-def export_run(result, config: TrainConfig, data_dir: Path, output_dir: Path, progress: bool) -> dict:
-    """Copy the run's best and latest checkpoints out of Ray storage; write curves and the
-    best checkpoint's test metrics (the same result.json as run_in_process)."""
-    from .curves import save_curves
-
+def _export(result: ray.train.Result, config: TrainConfig, data_dir: Path, output_dir: Path, progress: bool) -> dict:
+    """Raise the run's error, else export its best (by valid NDCG@10) and latest checkpoints."""
     if result.error is not None:
         raise result.error
     if result.checkpoint is None:
         raise RuntimeError(f"run {config.run_name!r} reported no checkpoint")
     best = result.get_best_checkpoint(BEST_METRIC, "max") or result.checkpoint
-    for name, checkpoint in (("best", best), ("latest", result.checkpoint)):
-        shutil.rmtree(output_dir / name, ignore_errors=True)
-        checkpoint.to_directory(str(output_dir / name))
-    state = json.loads((output_dir / "latest" / TRAIN_STATE_FILE).read_text())
-    history = state["history"]
-    save_curves(history, output_dir)
-    test = _test_metrics(output_dir / "best", data_dir, config)
-    summary = {
-        "run_name": config.run_name,
-        "run_path": result.path,
-        "best_epoch": state["best_epoch"],
-        "epochs_run": len(history),
-        "train_seconds": sum(h["seconds"] for h in history),
-        "valid": history[state["best_epoch"] - 1]["valid"],
-        "test": test,
-        "best_checkpoint": str(output_dir / "best"),
-    }
-    (output_dir / "result.json").write_text(json.dumps(summary, indent=2))
-    if progress:
-        print(f"[train] best epoch {summary['best_epoch']}: valid NDCG@10 {summary['valid']['ndcg@10']:.4f}, "
-              f"test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f} -> {output_dir / 'best'}", flush=True)
-    return summary
-
-
-def _test_metrics(checkpoint_dir: Path, data_dir: Path, config: TrainConfig) -> dict:
-    """Test-split metrics of a checkpoint, in this process (one pass, no training)."""
-    from seqrec_ray.data.artifacts import load_sequences
-
-    from .batches import iterate_batches
-    from .checkpoint import load_checkpoint
-
-    model = load_checkpoint(checkpoint_dir).model
-    tensors = table_to_tensors(eval_examples(load_sequences(data_dir), "test", config.max_len))
-    if not tensors or len(tensors["target"]) == 0:
-        return {"users": 0}
-    return evaluate(model, iterate_batches(tensors, config.eval_batch_size), config.ks).to_dict()
+    return export_run(best, result.checkpoint, result.path, config, data_dir, output_dir, progress)
 
 
 # ---------------------------------------------------------------------------- workers
@@ -283,83 +246,32 @@ def train_loop_per_worker(loop_config: dict) -> None:
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway).
     task = build_task(config, loop_config["vocab_sizes"], loop_config["item_counts"], rank=0)
-    restored = _restore(task, ray.train.get_checkpoint(), config.patience)
+    run = _restore(task, ray.train.get_checkpoint(), config.patience)
     model = ray.train.torch.prepare_model(task)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    resumed = {"resumed_from_epoch": restored["epoch"], "restored_digest": restored["digest"]}
-    if restored["optimizer"] is not None:
-        optimizer.load_state_dict(restored["optimizer"])
-        resumed["restored_optimizer_step"] = _optimizer_step(optimizer)
-    stopper, history = restored["stopper"], restored["history"]
+    resumed = {"resumed_from_epoch": run.epoch, "restored_digest": run.digest}
+    if run.optimizer_state is not None:
+        optimizer.load_state_dict(run.optimizer_state)
+        resumed["restored_optimizer_step"] = optimizer_step(optimizer)
+    stopper, history = run.stopper, run.history
     started = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
-    shards = _ShardBatches(config, rank, loop_config["cache_shards"])
-    for epoch in range(restored["epoch"] + 1, config.epochs + 1):
+    shards = ShardBatches(config, loop_config["cache_shards"])
+    for epoch in range(run.epoch + 1, config.epochs + 1):
         if stopper.should_stop:
             break
-        _seed_epoch(model, config.seed, rank, epoch)
-        train_batches = shards.train(epoch)
-        stats = train_epoch(model, train_batches, optimizer, device, autocast, config.grad_clip)
+        seed = _epoch_seed(config.seed, rank, epoch)
+        _seed_epoch(model, seed)
+        stats = train_epoch(model, shards.train(seed), optimizer, device, autocast, config.grad_clip)
         valid = evaluate(model, shards.valid(), config.ks, True, device, autocast)
         stats, valid = _merge_across_ranks(stats, valid, world)
         record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
         history.append(record)
-        stopper.update(record["valid"]["ndcg@10"], epoch)
+        stopper.update(record["valid"][SELECTION_METRIC], epoch)
         _report(model, optimizer, config, loop_config, rank, world, history, stopper, resumed)
         if rank == 0 and loop_config["progress"]:
             # Not print(): Ray Train's print patch echoes every line twice to the driver.
-            sys.stdout.write(_progress_line(record, stopper, world) + "\n")
+            sys.stdout.write(epoch_line(record, stopper.best_epoch, world) + "\n")
             sys.stdout.flush()
-
-
-class _ShardBatches:
-    """This worker's train and valid batches, from its Ray Data shards.
-
-    Streamed: every epoch iterates the shard (``iter_torch_batches``, local shuffle
-    buffer). Cached: the first pass collects the shard into tensors and each epoch then
-    draws a full random order of them, the same batching as the in-process loop.
-    """
-
-    def __init__(self, config: TrainConfig, rank: int, cache: bool) -> None:
-        self.config, self.rank, self.cache = config, rank, cache
-        self._cached: dict[str, dict[str, torch.Tensor]] = {}
-
-    def train(self, epoch: int):
-        seed = _epoch_seed(self.config.seed, self.rank, epoch)
-        if self.cache:
-            tensors = self._collect("train")
-            if not tensors:
-                return iter(())
-            return map(trim_left_padding, iterate_batches(tensors, self.config.batch_size, shuffle=True, seed=seed))
-        return ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=self.config.batch_size, collate_fn=ArrowToTensors(trim=True),
-            local_shuffle_buffer_size=4 * self.config.batch_size, local_shuffle_seed=seed,
-        )
-
-    def valid(self):
-        if self.cache:
-            tensors = self._collect("valid")
-            return iterate_batches(tensors, self.config.eval_batch_size) if tensors else iter(())
-        return ray.train.get_dataset_shard("valid").iter_torch_batches(
-            batch_size=self.config.eval_batch_size, collate_fn=ArrowToTensors()
-        )
-
-    def _collect(self, name: str) -> dict[str, torch.Tensor]:
-        if name not in self._cached:
-            parts = list(ray.train.get_dataset_shard(name).iter_torch_batches(
-                batch_size=8192, collate_fn=ArrowToTensors()))
-            tensors = concat_padded(parts)
-            if tensors and name != "train":
-                # Length order lets each eval batch trim more left padding (order is irrelevant).
-                order = torch.argsort((tensors["items"] != 0).sum(1), stable=True)
-                tensors = {k: v[order] for k, v in tensors.items()}
-            self._cached[name] = tensors
-        return self._cached[name]
-
-
-def _optimizer_step(optimizer: torch.optim.Optimizer) -> int:
-    """Adam's step count as restored (proves the optimizer state came back, not just weights)."""
-    steps = [int(state["step"]) for state in optimizer.state_dict()["state"].values() if "step" in state]
-    return max(steps, default=0)
 
 
 def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
@@ -367,36 +279,20 @@ def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
 
 
-def _seed_epoch(model: torch.nn.Module, seed: int, rank: int, epoch: int) -> None:
+def _seed_epoch(model: torch.nn.Module, epoch_seed: int) -> None:
     """Dropout (global torch RNG) and negative sampling (the task's own generator)."""
-    epoch_seed = _epoch_seed(seed, rank, epoch)
     torch.manual_seed(epoch_seed)
     task = getattr(model, "module", model)
     if isinstance(getattr(task, "generator", None), torch.Generator):
         task.generator.manual_seed(epoch_seed + 1)
 
 
-def _restore(task: torch.nn.Module, checkpoint: Checkpoint | None, patience: int) -> dict:
-    """Load weights into ``task`` from the latest reported checkpoint (before DDP wraps it,
-    so every rank starts from it); return the optimizer state and the run state."""
-    empty = {"epoch": 0, "optimizer": None, "stopper": EarlyStopping(patience), "history": [], "digest": None}
+def _restore(task: torch.nn.Module, checkpoint: Checkpoint | None, patience: int) -> RunState:
+    """The run state of the latest reported checkpoint, its weights loaded into ``task``."""
     if checkpoint is None:
-        return empty
+        return RunState.fresh(patience)
     with checkpoint.as_directory() as path:
-        path = Path(path)
-        encoder = unwrap_encoder(task)
-        encoder.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-        optimizer_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        state = json.loads((path / TRAIN_STATE_FILE).read_text())
-    stopper = EarlyStopping(patience)
-    stopper.best_score, stopper.best_epoch, stopper.last_epoch = state["best_score"], state["best_epoch"], state["epoch"]
-    return {
-        "epoch": state["epoch"],
-        "optimizer": optimizer_state,
-        "stopper": stopper,
-        "history": state["history"],
-        "digest": state_digest(encoder),
-    }
+        return restore_run_state(task, path, patience)
 
 
 def _merge_across_ranks(stats: dict, valid: RankingMetrics, world: int) -> tuple[dict, RankingMetrics]:
@@ -434,9 +330,7 @@ def _report(model, optimizer, config: TrainConfig, loop_config: dict, rank: int,
             meta = {"epoch": record["epoch"], "metrics": {"loss": record["loss"], "valid": record["valid"]},
                     "num_workers": world}
             save_checkpoint(tmp, model, config, loop_config["artifacts_dir"], meta, optimizer)
-            state = {"epoch": record["epoch"], "best_score": stopper.best_score,
-                     "best_epoch": stopper.best_epoch, "history": history}
-            (Path(tmp) / TRAIN_STATE_FILE).write_text(json.dumps(state, indent=1))
+            write_train_state(tmp, history, stopper)
             checkpoint = Checkpoint.from_directory(tmp)
         _wait_for_previous_commit()
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{record['epoch']:04d}")
@@ -453,22 +347,3 @@ def _wait_for_previous_commit() -> None:
     trained) bounds the loss to the epoch in flight: while epoch N uploads, N-1 is committed.
     """
     ray.train.get_all_reported_checkpoints(consistency_mode=CheckpointConsistencyMode.COMMITTED)
-
-
-def state_digest(encoder: torch.nn.Module) -> str:
-    """A short hash of an encoder's weights: lets a resumed run prove what it restored."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(unwrap_encoder(encoder).state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _progress_line(record: dict, stopper: EarlyStopping, world: int) -> str:
-    v = record["valid"]
-    mark = " *" if stopper.best_epoch == record["epoch"] else ""
-    return (
-        f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  valid HR@10 {v['hr@10']:.4f} "
-        f"NDCG@10 {v['ndcg@10']:.4f} ({v['users']} users)  {record['positions_per_s']:,.0f} pos/s "
-        f"on {world} workers  {record['seconds']:.1f}s (total {record['elapsed_s']:.0f}s){mark}"
-    )

@@ -28,8 +28,6 @@ import time
 import traceback
 from pathlib import Path
 
-from _procs import REPO_ROOT
-
 KILL_RANK = 1
 KILL_EPOCH_CALL = 2  # the second train_epoch call of the first worker group = epoch 2
 KILL_AFTER_BATCHES = 3
@@ -103,7 +101,7 @@ def watch_and_kill(target_file: Path, storage: Path, kill: dict, stop: threading
 
 def _digest(checkpoint_dir: Path) -> str:
     from seqrec_ray.train.checkpoint import load_checkpoint
-    from seqrec_ray.train.ray_trainer import state_digest
+    from seqrec_ray.train.run_state import state_digest
 
     return state_digest(load_checkpoint(checkpoint_dir).model)
 
@@ -132,12 +130,10 @@ def reported_metrics(run_path: Path) -> list[dict]:
 
 
 def run(args: argparse.Namespace, workdir: Path, result: dict) -> None:
-    import ray
-
+    from seqrec_ray.ray_env import init_ray
     from seqrec_ray.train import ray_trainer
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             object_store_memory=150 * 1024 * 1024, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    init_ray("local", num_cpus=4, log_to_driver=False, object_store_memory=150 * 1024 * 1024)
     data = Path(args.data)
     result["baseline"] = fit_run("baseline", data, workdir, args.epochs, max_failures=0)
     progress, target = workdir / "progress.jsonl", workdir / "kill_target"

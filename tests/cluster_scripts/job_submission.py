@@ -24,7 +24,6 @@ import traceback
 from pathlib import Path
 
 import yaml
-
 from _procs import REPO_ROOT, VENV_BIN, free_ports, http, stop_process_group, wait_until
 
 UPLOAD_EXCLUDES = [".venv", ".git", "runs", "out", "artifacts", "**/__pycache__", ".pytest_cache", "*.egg-info"]
