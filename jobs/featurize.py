@@ -3,9 +3,12 @@
     python jobs/featurize.py --input ../shared/data/taobao-userbehavior --format taobao --output out/taobao
     ray job submit --working-dir . -- python jobs/featurize.py --input /data/logs --format events --output /shared/out
     python jobs/featurize.py --input Beauty.txt --format s3rec --output out/beauty --store out/store.db
+    python jobs/featurize.py --input logs/ --format events --output out/logs --forget deletions.txt
 
 Joins the Ray cluster named by RAY_ADDRESS (set by `ray job submit`; `RAY_ADDRESS=auto` joins one
-started with `ray start`); otherwise starts a local Ray with --num-cpus CPUs. Prints a JSON summary.
+started with `ray start`); otherwise starts a local Ray with --num-cpus CPUs. Prints a JSON summary;
+exits 2 with `error: ...` for bad input, a file not of the format, or no valid rows (the rejects
+are then in OUTPUT/rejects/).
 """
 
 from __future__ import annotations
@@ -79,11 +82,14 @@ def build_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from seqrec_ray.data import readers
+    from seqrec_ray.data.forget import read_user_ids
     from seqrec_ray.ray_env import init_ray
 
     try:
         config = build_config(args)
         readers.list_input_files(config.input, config.format)  # fail before starting Ray
+        if config.forget:
+            read_user_ids(config.forget)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         return cli.fail(exc)
     from seqrec_ray.data.pipeline import run_featurize
@@ -91,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(num_cpus=args.num_cpus)
     try:
         manifest = run_featurize(config, log=lambda line: print(line, file=sys.stderr, flush=True))
-    except ValueError as exc:  # e.g. a file of another format (wrong header)
+    except (ValueError, FileNotFoundError) as exc:  # a file of another format, no valid rows
         return cli.fail(exc)
     keys = ("rows_read", "rows_kept", "rows_rejected", "rejected_by_reason", "rows_duplicate",
+            "rows_forgotten", "users_forgotten", "forget_list_version",
             "users", "items", "categories", "sessions", "split", "stage_seconds", "data_version")
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))
     return 0

@@ -27,6 +27,11 @@ QUERY = "query"
 INVALID_REASON = "invalid_reason"
 
 REQUIRED_COLUMNS = (USER_ID, ITEM_ID, EVENT_TYPE, TIMESTAMP)
+
+# The longest raw id (user, item, session, category) anywhere: featurize rejects longer
+# ones (reason ID_TOO_LONG) and the HTTP API answers 422, so an id accepted in one place
+# is accepted in every other.
+MAX_ID_LENGTH = 256
 OPTIONAL_COLUMNS = (SESSION_ID, CATEGORY_ID, PRICE, QUERY)
 
 # Order matters: the encoded event type is the position in this tuple + 1 (0 = padding).
@@ -63,6 +68,7 @@ BAD_TIMESTAMP = "bad_timestamp"
 BAD_PRICE = "bad_price"
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
 NEGATIVE_PRICE = "negative_price"
+ID_TOO_LONG = "id_too_long"
 
 EVENT_SCHEMA = pa.schema(
     [

@@ -42,10 +42,12 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def serve_local(ray_local):
-    """Ray Serve on a free loopback port for the whole session (seqrec_ray.serve.local);
-    test modules run their apps on it with ``serve_local.run(app, name)`` and delete them."""
+    """Ray Serve on a free loopback port for one test module (seqrec_ray.serve.local): the
+    module runs its apps with ``serve_local.run(app, name)``. Per module, not per session:
+    an idle Serve's controller and proxy kept running under every later test slowed the
+    whole suite by about a third on 2 cores."""
     from seqrec_ray.serve.local import local_serve
 
     with local_serve() as server:

@@ -20,6 +20,8 @@ from seqrec_ray.sim.ab import ABConfig, make_env, oracle_policy, run_ab
 from seqrec_ray.sim.ab_job import organic_item_counts
 from seqrec_ray.sim.offline_online import offline_vs_online
 
+pytestmark = pytest.mark.slow  # real Ray/Serve end to end: minutes on 2 cores (CI runs it)
+
 USERS, DAYS, ITEMS, CATEGORIES = 1024, 30, 300, 10
 AB = ABConfig(users=150, sessions_per_user=2, seed=5)
 
@@ -218,7 +220,9 @@ def served(serve_local, shop, tmp_path_factory):
     from seqrec_ray.serve.config import ServeConfig
 
     store = tmp_path_factory.mktemp("abstore") / "store.db"
-    config = ServeConfig(checkpoint=shop["ckpts"]["e4"], store=f"sqlite:///{store}", api_key=API_KEY)
+    key_file = store.parent / "api_key"  # the key reaches the replicas as a file, never as an init arg
+    key_file.write_text(API_KEY)
+    config = ServeConfig(checkpoint=shop["ckpts"]["e4"], store=f"sqlite:///{store}", api_key_file=str(key_file))
     yield serve_local.run(build_app_graph(config), "ab-test")
     serve_local.delete("ab-test")
 

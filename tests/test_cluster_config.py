@@ -48,3 +48,13 @@ def test_serve_configs_pass_serve_schema(name):
     app = config.applications[0]
     assert app.import_path.endswith("build_app")
     assert {"checkpoint", "store"} <= set(app.args)
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "cluster.yaml"])
+def test_serve_configs_give_the_proxy_the_same_start_timeouts_as_local_serve(name):
+    from ray.serve.schema import ServeDeploySchema
+
+    from seqrec_ray.serve.local import PROXY_TIMEOUTS
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load((REPO_ROOT / "serve_configs" / name).read_text()))
+    assert config.controller_options.runtime_env["env_vars"] == PROXY_TIMEOUTS

@@ -198,6 +198,7 @@ def test_batch_recommend_cli_rejects_bad_input_without_a_traceback(shop, tmp_pat
 # ------------------------------------------------------------------- job submission
 
 
+@pytest.mark.slow
 def test_submitted_featurize_and_train_jobs_then_serve_deploy_answers(tmp_path):
     sample = shared_dataset("taobao-userbehavior") / TAOBAO_SAMPLE
     result = run_script("job_submission.py", ["--input", str(sample), "--format", "taobao"], tmp_path / "run",

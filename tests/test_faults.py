@@ -25,6 +25,8 @@ import pytest
 from cluster_scripts._procs import run_script
 from conftest import shop_artifacts
 
+pytestmark = pytest.mark.slow  # real Ray/Serve end to end: minutes on 2 cores (CI runs it)
+
 # Absolute difference allowed between the resumed and the uninterrupted run's HR@10 and
 # NDCG@10 (valid and test); their final train loss may differ by TRAIN_LOSS_RTOL. The
 # resumed epochs replay the same per-(rank, epoch) seeds, and runs here matched exactly:
@@ -94,6 +96,7 @@ LOAD_REQUESTS = 240
 LOAD_THREADS = 6
 KILL_AFTER = 60  # completed requests before the kill
 FETCHER_REPLICAS = 2
+FAULT_API_KEY = "fault-test-key-0123"
 
 
 @pytest.fixture(scope="module")
@@ -112,28 +115,28 @@ def served(serve_local, tmp_path_factory):
     config = TrainConfig(model="gru", dim=16, hidden=32, epochs=2, batch_size=16, lr=0.01, max_len=10, patience=0,
                          eval_batch_size=64, seed=0, torch_threads=1)
     checkpoint = run_in_process(config, artifacts, root / "run", progress=False)["best_checkpoint"]
-    serve_config = ServeConfig(checkpoint=checkpoint, store=store, api_key="fault-test-key-0123")
+    key_file = root / "api_key"  # the key reaches the replicas as a file, never as an init arg
+    key_file.write_text(FAULT_API_KEY)
+    serve_config = ServeConfig(checkpoint=checkpoint, store=store, api_key_file=str(key_file))
     app = Ingress.bind(ProfileFetcher.options(num_replicas=FETCHER_REPLICAS).bind(serve_config),
                        UserEncoder.bind(serve_config), Ranker.bind(serve_config), serve_config)
     url = serve_local.run(app, APP)
-    yield {"url": url, "store": store, "key": serve_config.api_key,
+    yield {"url": url, "store": store, "key": FAULT_API_KEY,
            "items": sorted({e.item_id for e in shop.events()})}
     serve_local.delete(APP)
 
 
 def _fetcher_replicas() -> list[str]:
-    import ray
+    from seqrec_ray.serve.local import replica_names
 
-    prefix = f"SERVE_REPLICA::{APP}#ProfileFetcher#"
-    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
+    return replica_names(APP, "ProfileFetcher")
 
 
 def _kill_replica(name: str) -> int:
     """SIGKILL the replica's process (a crash, not a graceful stop); returns its PID."""
-    import ray
+    from seqrec_ray.serve.local import replica_pid
 
-    handle = ray.get_actor(name, namespace="serve")
-    pid = ray.get(handle.__ray_call__.remote(lambda replica: os.getpid()), timeout=60)
+    pid = replica_pid(name)
     os.kill(pid, signal.SIGKILL)
     return pid
 

@@ -32,7 +32,7 @@ def quiet(_line: str) -> None:
 
 def assert_reconciles(manifest: dict) -> None:
     assert manifest["rows_read"] == (manifest["rows_kept"] + manifest["rows_rejected"]
-                                     + manifest["rows_duplicate"])
+                                     + manifest["rows_duplicate"] + manifest["rows_forgotten"])
     assert sum(manifest["rejected_by_reason"].values()) == manifest["rows_rejected"]
 
 

@@ -327,7 +327,110 @@ def test_check_counts_reconciles_and_fails_loudly():
                 {"rows_in": 3, "rows_duplicate": 0, "users": 1}]
     encoded = [{"users": 2, "events": 3}, {"users": 1, "events": 3}]
     counts = check_counts(read, bucketed, encoded)
-    assert counts == {"rows_read": 10, "rows_rejected": 3, "rows_duplicate": 1, "rows_kept": 6}
+    assert counts == {"rows_read": 10, "rows_rejected": 3, "rows_duplicate": 1, "rows_forgotten": 0,
+                      "rows_kept": 6}
     lost = [{"users": 2, "events": 3}, {"users": 1, "events": 2}]
     with pytest.raises(ManifestError, match="rows_kept == events in sequences fails"):
         check_counts(read, bucketed, lost)
+
+
+def test_check_counts_includes_forgotten_rows():
+    read = [{"rows_read": 10, "rows_rejected": 2, "rows_kept": 5, "rows_forgotten": 3,
+             "rejected_by_reason": {"bad_timestamp": 2}}]
+    bucketed = [{"rows_in": 5, "rows_duplicate": 1, "users": 2}]
+    encoded = [{"users": 2, "events": 4}]
+    counts = check_counts(read, bucketed, encoded)
+    assert counts == {"rows_read": 10, "rows_rejected": 2, "rows_duplicate": 1,
+                      "rows_forgotten": 3, "rows_kept": 4}
+    uncounted = [{**read[0], "rows_forgotten": 2}]  # a row lost without a reason
+    with pytest.raises(ManifestError, match="rows_rejected \\+ rows_forgotten fails"):
+        check_counts(uncounted, bucketed, encoded)
+
+
+# ---------------------------------------------------------------- edge cases
+
+
+def test_ids_longer_than_max_id_length_are_rejected():
+    longest, too_long = "x" * S.MAX_ID_LENGTH, "é" * (S.MAX_ID_LENGTH + 1)  # characters
+    rows = [
+        ev(longest, longest, T0, session_id=longest, category_id=longest),  # at the limit: kept
+        ev(too_long, "i1", T0),
+        ev("u1", too_long, T0),
+        ev("u1", "i1", T0, session_id=too_long),
+        ev("u1", "i1", T0, category_id=too_long),
+        ev(None, too_long, T0),  # missing user comes first
+        ev(too_long, "i1", T0, etype="teleport"),  # too long comes before the event type
+    ]
+    kept, rejects = validate(reader_table(rows), ValidateConfig())
+    assert kept.num_rows == 1
+    assert rejects["reason"].to_pylist() == [S.ID_TOO_LONG] * 4 + [S.MISSING_USER_ID, S.ID_TOO_LONG]
+
+
+def _featurize_file(tmp_path, name: str, content: bytes | str, fmt: str = "taobao"):
+    from seqrec_ray.data.pipeline import FeaturizeConfig, run_featurize
+
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    config = FeaturizeConfig(input=str(path), format=fmt, output=str(tmp_path / "out"))
+    return run_featurize(config, log=lambda _: None, in_process=True)
+
+
+def test_no_valid_rows_raises_after_writing_the_rejects(tmp_path):
+    from seqrec_ray.data.artifacts import load_rejects
+    from seqrec_ray.data.pipeline import NoValidRowsError
+
+    rows = "1,2,3,teleport,1511740800\n1,2,3,pv,15\n"
+    with pytest.raises(NoValidRowsError, match="no valid rows") as err:
+        _featurize_file(tmp_path, "logs.csv", rows)
+    assert "2 rows read, 2 rejected (timestamp_out_of_range: 1, unknown_event_type: 1)" in str(err.value)
+    assert str(tmp_path / "out" / "rejects") in str(err.value)
+    assert load_rejects(str(tmp_path / "out"))["reason"].to_pylist() == [
+        "unknown_event_type", "timestamp_out_of_range"]
+    assert not (tmp_path / "out" / "manifest.json").exists()  # no artifacts to train on
+    assert not (tmp_path / "out" / "_work").exists()
+
+
+@pytest.mark.parametrize("name, content, fmt", [
+    ("empty.csv", "", "taobao"),
+    ("blank.csv", "\n\n  \n", "events"),
+    ("header.csv", "user_id,item_id,event_type,timestamp\n", "events"),
+    ("header-no-newline.csv", "user_id,item_id,event_type,timestamp", "events"),
+    ("header.txt", "SessionId\tItemId\tTime\n", "yoochoose"),
+])
+def test_empty_or_header_only_input_has_no_valid_rows(tmp_path, name, content, fmt):
+    from seqrec_ray.data.pipeline import NoValidRowsError
+
+    with pytest.raises(NoValidRowsError, match="no valid rows.*holds no rows"):
+        _featurize_file(tmp_path, name, content, fmt)
+
+
+@pytest.mark.parametrize("name, content, fmt, what", [
+    ("random.csv", bytes(range(256)) * 64, "taobao", "binary data (NUL bytes)"),
+    ("table.csv", b"PAR1\x15\x04\x15\x00" + b"x" * 100, "events", "Parquet data"),
+    ("packed.txt", b"\x1f\x8b\x08\x00" + b"\x01" * 100, "s3rec", "gzip-compressed"),
+    ("controls.csv", b"\x01\x02\x03\x04,a,b\n" * 50, "taobao", "control bytes"),
+    ("broken.parquet", b"user_id,item_id\n", "events", "unreadable as Parquet"),
+])
+def test_a_file_that_is_not_text_names_the_file_and_the_format(tmp_path, name, content, fmt, what):
+    from seqrec_ray.data.pipeline import InputError
+
+    with pytest.raises(InputError) as err:
+        _featurize_file(tmp_path, name, content, fmt)
+    message = str(err.value)
+    assert str(tmp_path / name) in message and what in message
+    assert f"the {fmt} format reads" in message and "Could not skip" not in message
+
+
+def test_latin1_text_is_still_read_row_by_row(tmp_path):
+    manifest = _featurize_file(tmp_path, "latin1.csv", "1,2,3,pv,1511740800\n1,caf\xe9,3,pv,1511740900\n"
+                               .encode("latin-1"))
+    assert (manifest["rows_kept"], manifest["rejected_by_reason"]) == (1, {"bad_encoding": 1})
+
+
+def test_too_long_ids_are_counted_and_kept_in_rejects(tmp_path):
+    from seqrec_ray.data.artifacts import load_rejects
+
+    manifest = _featurize_file(tmp_path, "logs.csv",
+                               f"1,2,3,pv,1511740800\n{'u' * 300},2,3,pv,1511740800\n")
+    assert manifest["rejected_by_reason"] == {S.ID_TOO_LONG: 1} and manifest["rows_kept"] == 1
+    assert load_rejects(str(tmp_path / "out"))["user_id"].to_pylist() == ["u" * 300]

@@ -8,8 +8,11 @@ for 2). Probes record the Ray node id each read and each worker ran on.
 
 from __future__ import annotations
 
+import pytest
 from cluster_scripts._procs import run_script
 from conftest import shared_dataset
+
+pytestmark = pytest.mark.slow  # real Ray/Serve end to end: minutes on 2 cores (CI runs it)
 
 SAMPLE = "UserBehavior_head_fattydelivery.csv"
 

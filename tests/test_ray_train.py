@@ -16,6 +16,8 @@ import pytest
 import torch
 from conftest import REPO_ROOT, s3rec_head_artifacts, shared_dataset
 
+pytestmark = pytest.mark.slow  # real Ray/Serve end to end: minutes on 2 cores (CI runs it)
+
 USERS = 400
 
 

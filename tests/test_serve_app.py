@@ -1,7 +1,8 @@
 """The Serve app end to end: a trained checkpoint, a real SQLite store, real HTTP on loopback.
 
-One app is started for the whole module (about 30 s on 2 cores) with an API key set, so
-every request below also proves the key is accepted; one test sends none.
+One app is started for the whole module (about 30 s on 2 cores) with an API key read by
+the replica from a key file, so every request below also proves the key is accepted; one
+test sends none.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,15 +49,18 @@ def world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(serve_local, world):
+def app(serve_local, world, tmp_path_factory):
     """The app on the session's local Serve; deleted afterwards."""
     from seqrec_ray.serve.app import build_app_graph
     from seqrec_ray.serve.config import ServeConfig
 
-    config = ServeConfig(checkpoint=world["ckpt"], store=world["store"], api_key=API_KEY, max_k=50, max_items=100,
-                         max_events=200, max_body_bytes=64 * 1024)
-    url = serve_local.run(build_app_graph(config), APP_NAME)
-    yield {"url": url, "config": config}
+    key_file = tmp_path_factory.mktemp("secrets") / "api_key"
+    key_file.write_text(API_KEY + "\n")
+    config = ServeConfig(checkpoint=world["ckpt"], store=world["store"], api_key_file=str(key_file), max_k=50,
+                         max_items=100, max_events=200, max_body_bytes=64 * 1024)
+    graph = build_app_graph(config)
+    url = serve_local.run(graph, APP_NAME)
+    yield {"url": url, "config": config, "graph": graph}
     serve_local.delete(APP_NAME)
 
 
@@ -188,16 +194,17 @@ BAD_REQUESTS = [
     ("string number", "POST", "/recommend", {"user_id": "user-1", "k": "5"}, 422, "k"),
     ("missing field", "POST", "/recommend", {"k": 5}, 422, "user_id"),
     ("k zero", "POST", "/recommend", {"user_id": "user-1", "k": 0}, 422, "k"),
-    ("k over limit", "POST", "/recommend", {"user_id": "user-1", "k": 51}, 422, "limit of 50"),
+    ("k over limit", "POST", "/recommend", {"user_id": "user-1", "k": 51}, 422, "less than or equal to 50"),
     ("misspelt field", "POST", "/recommend", {"user_id": "user-1", "exclude_purchase": False}, 422, "exclude_purchase"),
     ("body not an object", "POST", "/recommend", [1, 2], 422, "body"),
-    ("too many items", "POST", "/rank", {"user_id": "u", "items": [f"i{j}" for j in range(101)]}, 413, "limit of 100"),
+    ("too many items", "POST", "/rank", {"user_id": "u", "items": [f"i{j}" for j in range(101)]}, 422, "at most 100"),
     ("repeated items", "POST", "/rank", {"user_id": "u", "items": ["a", "b", "a"]}, 422, "distinct"),
     ("no items", "POST", "/rank", {"user_id": "u", "items": []}, 422, "items"),
     ("unknown event type", "POST", "/events", [{"user_id": "u", "item_id": "i", "event_type": "like"}], 422, "event_type"),
     ("events not a list", "POST", "/events", {"user_id": "u", "item_id": "i", "event_type": "view"}, 422, "list"),
-    ("no events", "POST", "/events", [], 422, "at least one"),
-    ("too many events", "POST", "/events", [{"user_id": "u", "item_id": "i", "event_type": "view"}] * 201, 413, "limit of 200"),
+    ("no events", "POST", "/events", [], 422, "at least 1 item"),
+    ("too many events", "POST", "/events", [{"user_id": "u", "item_id": "i", "event_type": "view"}] * 201, 422, "at most 200"),
+    ("user id too long", "GET", "/users/" + "u" * 257 + "/profile", None, 422, "at most 256 characters"),
     ("nan timestamp", "POST", "/events", b'[{"user_id": "u", "item_id": "i", "event_type": "view", "timestamp": NaN}]', 422, "timestamp"),
     ("oversized body", "POST", "/events", b"[" + b" " * 70_000 + b"]", 413, "limit of 65536"),
     ("unknown route", "GET", "/nope", None, 404, "Not Found"),
@@ -213,7 +220,9 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_the_service_keeps_serving(c
     else:
         r = client.request(method, path, json=body) if body is not None else client.request(method, path)
     assert r.status_code == status, r.text
-    assert needle in r.json()["detail"] if isinstance(r.json()["detail"], str) else needle in json.dumps(r.json())
+    body = r.json()  # every 4xx: {"detail": one line, "errors": [{loc, msg, type}] for validation}
+    assert set(body) == {"detail", "errors"} and needle in body["detail"], body
+    assert bool(body["errors"]) == (status == 422)
     assert _recommend(client, "user-2", k=3)["items"]
 
 
@@ -232,8 +241,9 @@ def test_requests_without_the_api_key_get_401(app):
         assert anonymous.post("/recommend", json={"user_id": "user-1"}).status_code == 401
         assert anonymous.post("/events", json=[{"user_id": "u", "item_id": "i", "event_type": "view"}]).status_code == 401
         assert anonymous.get("/version", headers={"X-API-Key": "wrong-key-000"}).status_code == 401
+        assert anonymous.delete("/users/user-3").status_code == 401
         assert anonymous.get("/version", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
-        assert anonymous.get("/healthz").status_code == 200  # probes need no key
+        assert anonymous.get("/healthz").json() == {"status": "ok"}  # probes need no key, and learn nothing else
 
 
 def test_version_health_and_openapi(client, world):
@@ -242,9 +252,91 @@ def test_version_health_and_openapi(client, world):
     assert version["model"]["checkpoint"] == str(world["ckpt"]) and version["model"]["encoder"] == "lstm"
     assert version["data_version"] == manifest["data_version"]
     assert version["vocab"]["items"] == manifest["vocab_sizes"]["items"] and len(version["vocab"]["sha256"]) == 12
-    assert client.get("/healthz").json()["status"] == "ok"
+    assert version["store"]["users_with_profile"] >= SHOP.users and version["store"]["events"] > 0
+    assert client.get("/healthz").json() == {"status": "ok"}
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/recommend", "/rank", "/events", "/users/{user_id}/profile", "/healthz", "/version"} <= set(paths)
+    assert {"/recommend", "/rank", "/events", "/users/{user_id}/profile", "/users/{user_id}", "/healthz",
+            "/version"} <= set(paths)
+
+
+def test_docs_and_schema_reveal_no_paths_versions_or_secrets(client, world):
+    import fastapi
+    import pydantic
+    import ray
+    import torch
+
+    published = client.get("/openapi.json").text + client.get("/docs").text + client.get("/redoc").text
+    secrets = [str(world["ckpt"]), str(world["artifacts"].parent), world["store"], API_KEY]
+    versions = [ray.__version__, fastapi.__version__, pydantic.VERSION, torch.__version__.split("+")[0]]
+    assert [s for s in secrets + versions if s in published] == []
+    assert client.get("/openapi.json").json()["info"]["version"] == "1"  # the HTTP contract's, not a package's
+
+
+def test_forgetting_a_user_removes_them_and_later_events_start_a_new_history(client):
+    user = "user-40"
+    before = client.get(f"/users/{user}/profile").json()
+    assert before["profile"] is not None and before["recent_events"]
+    r = client.delete(f"/users/{user}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"user_id": user, "forgotten": True, "events_removed": len(before["recent_events"])}
+    assert client.get(f"/users/{user}/profile").status_code == 404
+    assert _recommend(client, user, k=3)["cold_start"] is True
+    assert client.post("/rank", json={"user_id": user, "items": ["item-0-1", "item-1-1"]}).json()["cold_start"] is True
+    event = {"user_id": user, "item_id": "item-3-3", "event_type": "cart"}
+    assert client.post("/events", json=[event]).status_code == 200
+    after = client.get(f"/users/{user}/profile").json()
+    assert after["profile"] is None and [e["item_id"] for e in after["recent_events"]] == ["item-3-3"]
+    assert _recommend(client, user, k=3)["cold_start"] is False
+    again = client.delete("/users/never-seen-anywhere")  # idempotent: an unknown user is forgotten too
+    assert again.status_code == 200 and again.json()["events_removed"] == 0
+
+
+def _session_log_files() -> list[Path]:
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())  # no public API for it in Ray 2.60
+    return [p for p in logs.rglob("*") if p.is_file()]
+
+
+def _logs_containing(needle: str) -> list[str]:
+    data = needle.encode()
+    return [str(p) for p in _session_log_files() if data in p.read_bytes()]
+
+
+def _log_count(needle: str) -> int:
+    data = needle.encode()
+    return sum(p.read_bytes().count(data) for p in _session_log_files())
+
+
+def test_no_user_id_request_body_or_api_key_reaches_the_logs(client):
+    """Serve's access log is off on the ingress and our own lines hash user ids: a distinctive
+    id sent every way the API takes one appears in no file under the Ray session's logs."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    item = f"item-{canary}"
+    assert client.post("/events", json=[{"user_id": canary, "item_id": item, "event_type": "view",
+                                         "query": f"query-{canary}"}]).status_code == 200
+    assert client.get(f"/users/{canary}/profile").status_code == 200
+    assert _recommend(client, canary, k=2)["items"] is not None
+    assert client.post("/rank", json={"user_id": canary, "items": [item]}).status_code == 200
+    assert client.post("/recommend", json={"user_id": canary, "k": "bad"}).status_code == 422
+    audit_lines = _log_count("events removed")
+    assert client.delete(f"/users/{canary}").status_code == 200
+    assert client.get(f"/users/{canary}/profile").status_code == 404
+    # This request's forget audit line (hashed id) shows the replica's log was flushed.
+    deadline = time.time() + 30
+    while _log_count("events removed") == audit_lines and time.time() < deadline:
+        time.sleep(0.5)
+    assert _log_count("events removed") > audit_lines, "the ProfileFetcher's audit line never reached the logs"
+    assert _logs_containing(canary) == []
+    assert _logs_containing(API_KEY) == []
+
+
+def test_the_api_key_travels_in_no_deployment_arg_or_status(app):
+    import cloudpickle
+    from ray import serve
+
+    assert API_KEY.encode() not in cloudpickle.dumps(app["graph"])  # what Serve stores for every replica
+    assert API_KEY not in repr(app["config"]) and API_KEY not in str(serve.status())
 
 
 def test_a_new_checkpoint_rolls_out_through_user_config_without_failed_requests(app, client, world):

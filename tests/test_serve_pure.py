@@ -137,6 +137,28 @@ def test_explain_picks_the_most_similar_history_items_under_their_strongest_even
     assert reason_text([("A", "view", 0.9), ("B", "cart", 0.5)]) == "viewed A, carted B"
 
 
+def test_deployment_limits_are_schema_rules_with_json_schema_semantics():
+    from seqrec_ray.serve.schemas import limited_models
+
+    models = limited_models(max_k=5, max_items=3, max_categories=2)
+    assert models.recommend(user_id="u", k=5.0).k == 5  # JSON Schema's integer: 5.0 is one
+    assert models.recommend(user_id=7.0).user_id == "7"
+    for bad in ({"k": 6}, {"k": True}, {"k": 2.5}, {"categories": ["a", "b", "c"]}):
+        with pytest.raises(ValidationError):
+            models.recommend(user_id="u", **bad)
+    with pytest.raises(ValidationError, match="at most 3 items"):
+        models.rank(user_id="u", items=["a", "b", "c", "d"])
+    with pytest.raises(ValidationError, match="items must be distinct; repeated: \\['a'\\]"):
+        models.rank(user_id="u", items=["a", "b", "a"])
+    assert models.rank(user_id="u", items=["5", 5]).items == ["5", "5"]  # distinct JSON values, as uniqueItems
+    schema = models.recommend.model_json_schema()["properties"]
+    assert schema["k"]["maximum"] == 5 and schema["categories"]["anyOf"][0]["maxItems"] == 2
+    assert models.rank.model_json_schema()["properties"]["items"]["uniqueItems"] is True
+    for bad in (True, "1", "1e3"):
+        with pytest.raises(ValidationError, match="price"):
+            EventIn(user_id="u", item_id="i", event_type="view", price=bad)
+
+
 def test_request_schemas_reject_wrong_types_unknown_fields_and_event_types():
     assert RecommendRequest(user_id=42).user_id == "42"  # int ids are kept as strings
     for bad in ({"user_id": "u", "k": "5"}, {"user_id": "u", "k": 0}, {"user_id": True},
@@ -156,8 +178,48 @@ def test_serve_config_names_the_bad_value():
         ServeConfig(checkpoint="c", store="s", max_k=0)
     with pytest.raises(ValueError, match="device must be one of"):
         ServeConfig(checkpoint="c", store="s", device="tpu")
-    with pytest.raises(ValueError, match="api_key"):
-        ServeConfig(checkpoint="c", store="s", api_key="short")
+    with pytest.raises(ValueError, match="api_key_env must be an environment variable name, or None; got 'not a name'"):
+        ServeConfig(checkpoint="c", store="s", api_key_env="not a name")
+    with pytest.raises(ValueError, match="api_key_file must be a path"):
+        ServeConfig(checkpoint="c", store="s", api_key_file=" ")
+
+
+def test_the_api_key_is_read_in_the_replica_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from seqrec_ray.serve.privacy import read_api_key
+
+    monkeypatch.delenv("SEQREC_API_KEY", raising=False)
+    assert read_api_key(ServeConfig(checkpoint="c", store="s")) is None  # neither: an open endpoint
+    monkeypatch.setenv("SEQREC_API_KEY", " from-the-env-0123\n")
+    assert read_api_key(ServeConfig(checkpoint="c", store="s")) == "from-the-env-0123"
+    assert read_api_key(ServeConfig(checkpoint="c", store="s", api_key_env=None)) is None
+    key_file = tmp_path / "key"
+    key_file.write_text("from-the-file-0123\n")
+    assert read_api_key(ServeConfig(checkpoint="c", store="s", api_key_file=str(key_file))) == "from-the-file-0123"
+    with pytest.raises(ValueError, match=f"api_key_file {tmp_path / 'missing'}: cannot read"):
+        read_api_key(ServeConfig(checkpoint="c", store="s", api_key_file=str(tmp_path / "missing")))
+    key_file.write_text("short")
+    with pytest.raises(ValueError, match="shorter than 8 characters"):
+        read_api_key(ServeConfig(checkpoint="c", store="s", api_key_file=str(key_file)))
+    # The key is never a config value: ServeConfig has no field for it, the app args refuse one.
+    assert "from-the" not in repr(ServeConfig(checkpoint="c", store="s", api_key_file=str(key_file)))
+
+
+def test_app_args_refuse_a_plain_api_key_without_echoing_it():
+    from seqrec_ray.serve.app import AppArgs
+
+    assert {"api_key_file", "api_key_env", "log_user_ids"} <= set(AppArgs.model_fields)
+    with pytest.raises(ValidationError, match="api_key_file: PATH.*api_key_env: VARIABLE_NAME") as err:
+        AppArgs.model_validate({"checkpoint": "c", "store": "s", "api_key": "secret-value-0123"})
+    assert "secret-value" not in str(err.value)
+
+
+def test_user_ids_reach_logs_hashed_unless_asked():
+    from seqrec_ray.serve.privacy import user_ref
+
+    hashed = user_ref("alice@example.com")
+    assert hashed.startswith("user#") and "alice" not in hashed
+    assert user_ref("alice@example.com") == hashed != user_ref("bob@example.com")  # correlates within a process
+    assert user_ref("alice@example.com", log_user_ids=True) == "'alice@example.com'"
 
 
 def test_row_top_k_is_exact_on_large_rows_with_ties_and_masks():
@@ -188,3 +250,45 @@ def test_bfloat16_catalogue_pass_returns_the_float32_top_k_with_exact_scores():
         assert np.allclose(s32, sbf, rtol=1e-5)
     with pytest.raises(ValueError, match="score_dtype"):
         fast_table(emb, "int4")
+
+
+def test_every_error_body_is_one_model_whoever_answers():
+    """The ASGI guards, the validation and HTTP-exception handlers and an unexpected failure
+    all answer an ErrorResponse; a failure's message stays in the replica's log."""
+    from fastapi import HTTPException
+    from fastapi.testclient import TestClient
+
+    from seqrec_ray.serve.api import build_http_app
+    from seqrec_ray.serve.schemas import ErrorResponse, HealthResponse
+
+    class Stub:
+        async def profile(self, user_id):
+            raise HTTPException(404, "unknown user")
+
+        async def forget(self, user_id):
+            raise RuntimeError(f"store down while forgetting {user_id}")
+
+        async def health(self):
+            return HealthResponse(status="ok")
+
+    key = "stub-key-0123"
+    app = build_http_app(Stub(), ServeConfig(checkpoint="c", store="s", max_body_bytes=100), api_key=key)
+    client = TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key})
+    answers = {
+        401: client.get("/users/u/profile", headers={"X-API-Key": "wrong-key-0123"}),
+        413: client.post("/events", content=b"[" + b" " * 200 + b"]", headers={"Content-Type": "application/json"}),
+        422: client.post("/recommend", content=b'{"user_id": ', headers={"Content-Type": "application/json"}),
+        404: client.get("/users/u/profile"),
+        405: client.put("/users/u/profile"),
+        500: client.delete("/users/someone-0123"),
+    }
+    for status, r in answers.items():
+        assert r.status_code == status, (status, r.text)
+        body = ErrorResponse.model_validate(r.json())
+        assert body.detail and (body.errors if status == 422 else body.errors == [])
+    assert answers[405].headers["allow"] == "GET"
+    assert "someone" not in answers[500].text and answers[500].json()["detail"] == "internal error"
+    assert answers[422].json()["errors"][0]["loc"][0] == "body" and "malformed JSON" in answers[422].json()["detail"]
+    anonymous = TestClient(app)
+    assert anonymous.get("/openapi.json").status_code == 401
+    assert anonymous.get("/healthz").json() == {"status": "ok"}  # probes need no key, and learn nothing else

@@ -190,6 +190,69 @@ def test_max_history_trims_on_append(store_url):
         assert store.stats().events == 8
 
 
+# ---------------------------------------------------------------- forgetting a user
+
+
+def test_forget_user_removes_only_that_user_and_is_recorded(store_url):
+    with open_store(store_url) as store:
+        store.put_profiles([{"user_id": "gone", "n_events": 3}, {"user_id": "stay", "n": 1}])
+        store.append_events([_event("gone", "a", 1.0), _event("stay", "s", 2.0),
+                             _event("gone", "b", 3.0, query="private words")])
+        store.append_events([_event("gone", "c", 4.0)])
+        before = time.time()
+        assert store.forget_user("gone") == 3
+        assert store.get_profile("gone") is None and store.get_history("gone", 100) == []
+        assert store.get_profile("stay") == {"user_id": "stay", "n": 1}
+        assert _items(store.get_history("stay", 100)) == ["s"]
+        stats = store.stats()
+        assert (stats.users_with_profile, stats.users_with_history, stats.events) == (1, 1, 1)
+        ((user, at),) = store.forgotten_users()
+        assert user == "gone" and before <= at <= time.time()
+        assert store.forget_user("never-seen") == 0  # nothing to delete, still recorded
+        assert store.forget_user("gone") == 0  # again: the latest time wins, listed once
+        assert [u for u, _ in store.forgotten_users()] == ["never-seen", "gone"]
+        times = [at for _, at in store.forgotten_users()]
+        assert times == sorted(times) and times[-1] > at
+    with open_store(store_url) as reopened:  # durable: survives reopening
+        assert [u for u, _ in reopened.forgotten_users()] == ["never-seen", "gone"]
+        assert reopened.get_history("gone", 100) == [] and reopened.get_profile("gone") is None
+        # A forgotten id that comes back starts a fresh history.
+        reopened.append_events([_event("gone", "new", 9.0)])
+        assert _items(reopened.get_history("gone", 100)) == ["new"]
+        assert reopened.stats().events == 2
+
+
+def test_bulk_load_never_loads_a_forgotten_user(store_url):
+    with open_store(store_url) as store:
+        store.forget_user("gone")
+        profiles = [{"user_id": "gone", "n": 1}, {"user_id": "kept", "n": 2},
+                    {"user_id": "profile-only", "n": 0}]
+        events = [_event("gone", "g1", 1.0), _event("kept", "k1", 1.0), _event("kept", "k2", 2.0)]
+        assert store.bulk_load(profiles, events, history_limit=5) == (2, 2)
+        assert store.get_profile("gone") is None and store.get_history("gone", 10) == []
+        assert store.get_profile("profile-only") == {"user_id": "profile-only", "n": 0}
+        assert _items(store.get_history("kept", 10)) == ["k1", "k2"]
+        # Live events of the returning user are theirs; a bulk load leaves them alone.
+        store.append_events([_event("gone", "fresh", 5.0)])
+        store.bulk_load([{"user_id": "gone"}], [_event("gone", "g2", 6.0)], history_limit=5)
+        assert _items(store.get_history("gone", 10)) == ["fresh"]
+        assert store.get_profile("gone") is None
+        assert store.stats().events == 3
+
+
+def test_sqlite_forget_leaves_no_copy_in_the_files(tmp_path):
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        store.put_profiles([{"user_id": "gone", "secret": "old-profile-7f3a"}])
+        store.put_profiles([{"user_id": "gone", "secret": "new-profile-7f3a"}])  # an update
+        store.append_events([_event("gone", f"item-7f3a-{i}", float(i), query="query-7f3a")
+                             for i in range(50)] + [_event("stay", "s", 1.0)])
+        store.forget_user("gone")
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("s.db"))
+        assert b"7f3a" not in raw  # no profile version, event or index entry left behind
+        assert _items(store.get_history("stay", 5)) == ["s"]
+
+
 def test_store_pickles_by_config_and_threads_share_it(store_url):
     with open_store(store_url) as store:
         store.append_events([_event("u", "a", 1.0)])

@@ -22,6 +22,7 @@ from seqrec_ray import schema as S
 from seqrec_ray.data import events as E
 from seqrec_ray.data import readers
 from seqrec_ray.data import vocab as V
+from seqrec_ray.data.forget import drop_users
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
 from seqrec_ray.data.sequences import N_EVENTS, SequenceConfig, build_raw_sequences, encode_sequences
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
@@ -71,15 +72,19 @@ def _merge_min_max(stats: dict, kept: pa.Table) -> None:
 
 
 def read_validate_bucket(path: str, file_index: int, fmt: str, layout: Layout,
-                         num_buckets: int, config: ValidateConfig, batch_rows: int) -> dict:
-    """Pass 1 for one input file; returns its counts."""
-    stats = {"rows_read": 0, "rows_rejected": 0, "rows_kept": 0, "rejected_by_reason": {},
-             "ts_min": None, "ts_max": None}
+                         num_buckets: int, config: ValidateConfig, batch_rows: int,
+                         forget: pa.Array | None = None) -> dict:
+    """Pass 1 for one input file; returns its counts. Rows of the users in ``forget`` (a
+    deletion list, ``forget.value_set``) are dropped first, rejects included: only counted."""
+    stats = {"rows_read": 0, "rows_rejected": 0, "rows_kept": 0, "rows_forgotten": 0,
+             "rejected_by_reason": {}, "ts_min": None, "ts_max": None}
     for j, batch in enumerate(readers.iter_file_batches(path, fmt, batch_rows)):
         name = f"{file_index:05d}-{j:05d}"
         order = E.order_keys(file_index, stats["rows_read"], batch.num_rows)
-        kept, rejects = validate(batch.append_column(E.ORDER, order), config)
         stats["rows_read"] += batch.num_rows
+        batch, forgotten = drop_users(batch.append_column(E.ORDER, order), forget)
+        stats["rows_forgotten"] += forgotten
+        kept, rejects = validate(batch, config)
         if rejects.num_rows:
             _write(rejects.drop_columns([E.ORDER]), layout.output_file("rejects", name))
             stats["rows_rejected"] += rejects.num_rows

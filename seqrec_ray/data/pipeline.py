@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqrec_ray import schema as S
+from seqrec_ray.data import forget as F
 from seqrec_ray.data import passes, readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.artifacts import ARTIFACTS_VERSION, MANIFEST
@@ -55,6 +56,11 @@ class ManifestError(RuntimeError):
     """The row counts do not reconcile: featurization lost or invented rows."""
 
 
+class NoValidRowsError(ValueError):
+    """The input held no row to keep (empty, a header only, or every row rejected or of a
+    forgotten user); raised after the rejects are written, so they can be looked at."""
+
+
 @dataclass(frozen=True)
 class FeaturizeConfig:
     input: str = field(metadata={"help": "a file, a directory or a glob"})
@@ -71,6 +77,9 @@ class FeaturizeConfig:
     history_limit: int | None = field(default=None, metadata={"help": (
         "events per user loaded into the store (default: max-seq-len)")})
     keep_work: bool = field(default=False, metadata={"help": "keep OUTPUT/_work (intermediate buckets)"})
+    forget: str | None = field(default=None, metadata={"help": (
+        "deletion list: a file of user ids, one per line, whose rows are left out of every "
+        "artifact (with --store, the store's forgotten users are left out too)")})
 
     def __post_init__(self) -> None:
         if self.format not in readers.FORMATS:
@@ -209,17 +218,19 @@ def _reasons(results: list[dict]) -> dict[str, int]:
 def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) -> dict:
     """Reconcile every pass's counts; raise ManifestError naming the first mismatch."""
     counts = {"rows_read": _sum(read, "rows_read"), "rows_rejected": _sum(read, "rows_rejected"),
-              "rows_duplicate": _sum(bucketed, "rows_duplicate")}
+              "rows_duplicate": _sum(bucketed, "rows_duplicate"),
+              "rows_forgotten": sum(r.get("rows_forgotten", 0) for r in read)}
     counts["rows_kept"] = _sum(bucketed, "rows_in") - counts["rows_duplicate"]
     checks = [
-        ("rows_read == rows read-kept + rows_rejected", counts["rows_read"],
-         _sum(read, "rows_kept") + counts["rows_rejected"]),
+        ("rows_read == rows read-kept + rows_rejected + rows_forgotten", counts["rows_read"],
+         _sum(read, "rows_kept") + counts["rows_rejected"] + counts["rows_forgotten"]),
         ("rows bucketed == rows read-kept", _sum(bucketed, "rows_in"), _sum(read, "rows_kept")),
         ("rows_kept == events in sequences", counts["rows_kept"], _sum(encoded, "events")),
         ("users profiled == users with sequences", _sum(bucketed, "users"),
          _sum(encoded, "users")),
-        ("rows_read == rows_kept + rows_rejected + rows_duplicate", counts["rows_read"],
-         counts["rows_kept"] + counts["rows_rejected"] + counts["rows_duplicate"]),
+        ("rows_read == rows_kept + rows_rejected + rows_duplicate + rows_forgotten",
+         counts["rows_read"], counts["rows_kept"] + counts["rows_rejected"]
+         + counts["rows_duplicate"] + counts["rows_forgotten"]),
         ("rejected_by_reason sums to rows_rejected", sum(_reasons(read).values()),
          counts["rows_rejected"]),
     ]
@@ -229,9 +240,13 @@ def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) ->
     return counts
 
 
-def _data_version(files: list[str], config: FeaturizeConfig, by_content: bool = False) -> str:
-    """A short hash of the inputs (path, size and mtime; or their bytes) and the config."""
+def _data_version(files: list[str], config: FeaturizeConfig, by_content: bool = False,
+                  forget_version: str | None = None) -> str:
+    """A short hash of the inputs (path, size and mtime; or their bytes), the config and the
+    deletion list applied (its version: the list file may change under the same path)."""
     digest = hashlib.sha256()
+    if forget_version is not None:
+        digest.update(f"forget\0{forget_version}\n".encode())
     for f in files:
         if by_content:
             with open(f, "rb") as data:
@@ -248,7 +263,11 @@ def run_featurize(config: FeaturizeConfig, log: Callable[[str], None] = print, i
 
     Needs a running Ray (``ray.init`` is the caller's job) unless ``in_process``, which runs
     the same tasks one after another in this process. Raises FileNotFoundError /
-    ValueError for bad input before any Ray work, ManifestError if counts do not reconcile.
+    ValueError for bad input before any Ray work, InputError for a file that is not of the
+    format, NoValidRowsError (after writing the rejects) when no row is kept, and
+    ManifestError if counts do not reconcile. Rows of the users on the deletion list
+    (``config.forget`` and, with ``config.store``, its ``forgotten_users``) are left out
+    of every artifact and counted as ``rows_forgotten``.
     """
     return _featurize(config, _in_process if in_process else _fan_out, log)
 
@@ -279,11 +298,37 @@ def featurize_in_process(events: pa.Table | Iterable[StoredEvent], output: str,
         return _featurize(resolved, _in_process, log, input_label=IN_PROCESS_INPUT)
 
 
+def _forget_ids(config: FeaturizeConfig) -> frozenset[str]:
+    """The deletion list: ``config.forget``'s ids and the store's forgotten users."""
+    ids = set(F.read_user_ids(config.forget)) if config.forget else set()
+    if config.store:
+        from seqrec_ray.store import open_store
+
+        with open_store(config.store) as store:
+            ids |= {user for user, _ in store.forgotten_users()}
+    return frozenset(ids)
+
+
+def _no_valid_rows(read: list[dict], config: FeaturizeConfig,
+                   input_label: str | None) -> NoValidRowsError:
+    where = input_label or config.input
+    if not _sum(read, "rows_read"):
+        return NoValidRowsError(f"no valid rows: {where} holds no rows (empty files or a "
+                                "header only)")
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in _reasons(read).items())
+    return NoValidRowsError(
+        f"no valid rows in {where}: {_sum(read, 'rows_read')} rows read, "
+        f"{_sum(read, 'rows_rejected')} rejected ({reasons or 'none'}), "
+        f"{sum(r.get('rows_forgotten', 0) for r in read)} of forgotten users; the rejected "
+        f"rows and their reasons are in {os.path.join(config.output, 'rejects')}/")
+
+
 def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], None],
                input_label: str | None = None) -> dict:
     """The three passes, the vocabulary, the store load and the manifest; ``fan_out`` runs
     each pass's tasks (on Ray Data, or in this process)."""
     files = readers.list_input_files(config.input, config.format)
+    forget_ids = _forget_ids(config)
     buckets = config.num_buckets or _auto_buckets(files)
     layout = passes.Layout(config.output, os.path.join(config.output, WORK_DIR))
     sequence, profile = config.sequence, config.resolved_profile()
@@ -296,7 +341,11 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
                      [{"path": f, "file_index": i} for i, f in enumerate(files)],
                      input_errors=True,
                      fmt=config.format, layout=layout, num_buckets=buckets,
-                     config=config.resolved_validate(), batch_rows=config.batch_rows)
+                     config=config.resolved_validate(), batch_rows=config.batch_rows,
+                     forget=F.value_set(forget_ids))
+    if not _sum(read, "rows_kept"):
+        shutil.rmtree(layout.work, ignore_errors=True)
+        raise _no_valid_rows(read, config, input_label)
     reference_time = max((r["ts_max"] for r in read if r["ts_max"] is not None), default=0.0)
     bucket_items = [{"bucket": b} for b in range(buckets)]
     bucketed = timer.run("sequences_profiles", fan_out, passes.sequence_bucket, bucket_items,
@@ -315,6 +364,7 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": input_label or os.path.abspath(config.input), "input_files": len(files),
         "format": config.format, **counts,
+        "users_forgotten": len(forget_ids), "forget_list_version": F.forget_list_version(forget_ids),
         "rejected_by_reason": _reasons(read),
         "users": _sum(bucketed, "users"), "sessions": _sum(bucketed, "sessions"),
         "items": vocab_sizes["items"] - S.FIRST_ID_INDEX,
@@ -328,7 +378,8 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
         "config": {**dataclasses.asdict(config), **({"input": input_label} if input_label else {})},
         "stage_seconds": timer.seconds,
         "data_version": _data_version(files, dataclasses.replace(config, input=input_label) if input_label
-                                      else config, by_content=input_label is not None),
+                                      else config, by_content=input_label is not None,
+                                      forget_version=F.forget_list_version(forget_ids)),
     }
     with open(os.path.join(config.output, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, default=str)

@@ -94,6 +94,17 @@ _LAYOUTS = {
 }
 
 
+# What each format expects, for the message about a file that is not of that kind.
+_EXPECTED = {
+    "taobao": "headerless comma-separated text: user,item,category,behavior,unix_ts",
+    "yoochoose": "tab-separated text with the header SessionId, ItemId, Time",
+    "diginetica": ("';'-separated text with the header "
+                   "sessionId;userId;timeframe;eventdate;ordernumber;itemId"),
+    "s3rec": "text lines 'user item item ...'",
+    "events": "Parquet (.parquet, .pq) or comma-separated text with a header (.csv, .csv.gz)",
+}
+
+
 def _layout(fmt: str) -> _Layout:
     if fmt not in _LAYOUTS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
@@ -324,6 +335,40 @@ def _load_diginetica_categories(data_file: str) -> pa.Table | None:
 
 # ---------------------------------------------------------------- CSV streaming
 
+SNIFF_BYTES = 1 << 16
+_TEXT_BYTES = bytes([9, 10, 11, 12, 13, 27]) + bytes(range(32, 127)) + bytes(range(128, 256))
+_MAX_CONTROL_SHARE = 0.1  # text has next to none; invalid UTF-8 alone is bad_encoding, per row
+_MAGIC = ((b"PAR1", "Parquet data (read as Parquet only under a .parquet or .pq name)"),
+          (b"\x1f\x8b", "gzip-compressed data without a .gz name"),
+          (b"PK\x03\x04", "a zip archive"))
+
+
+def _not_text_error(path: str, fmt: str, what: str) -> ValueError:
+    return ValueError(f"{path}: {what}, not {fmt} input; the {fmt} format reads "
+                      f"{_EXPECTED[fmt]}")
+
+
+def _sniff(path: str, fmt: str) -> tuple[bytes, bool]:
+    """The file's first SNIFF_BYTES (decompressed for a ``.gz`` name) and whether that is
+    the whole file; ValueError naming the file and the expected format when it is binary
+    (Parquet, gzip, zip, NUL bytes, many control characters) rather than text."""
+    try:
+        with pa.input_stream(path) as stream:  # decompresses by the name, as the reader does
+            head = stream.read(SNIFF_BYTES + 1)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise _not_text_error(path, fmt, f"unreadable as {os.path.basename(path)!r} ({err})") from None
+    head, whole = head[:SNIFF_BYTES], len(head) <= SNIFF_BYTES
+    what = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    if what is None and b"\x00" in head:
+        what = "binary data (NUL bytes)"
+    controls = len(head.translate(None, _TEXT_BYTES))
+    if what is None and head and controls > _MAX_CONTROL_SHARE * len(head):
+        what = f"binary data ({controls} control bytes in the first {len(head)})"
+    if what is not None:
+        raise _not_text_error(path, fmt, what)
+    return head, whole
+
+
 
 def _read_header(path: str) -> str | None:
     """The first line of a (possibly compressed) text file, or None when it is empty."""
@@ -467,11 +512,14 @@ def _rows_per_line(raw: pa.Table, table: pa.Table, layout: _Layout) -> np.ndarra
 
 def _iter_csv_file(path: str, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
     layout = _layout(fmt)
+    head, whole = _sniff(path, fmt)
     if _read_header(path) is None:  # nothing but blank lines (pyarrow would refuse it)
         return
     columns, skip_rows = layout.columns, 0
     if layout.has_header:
         columns, skip_rows = _header_columns(path, fmt, layout), 1
+        if whole and not head.partition(b"\n")[2].strip():  # the header alone: no rows
+            return
     convert = _converter(fmt, path)
     # ~64 bytes per line keeps a block near batch_rows rows for these formats.
     block_size = int(min(max(batch_rows * 64, 1 << 16), 1 << 28))
@@ -494,7 +542,10 @@ def _converter(fmt: str, path: str) -> Converter:
 
 
 def _iter_parquet_events(path: str, batch_rows: int) -> Iterator[pa.Table]:
-    parquet = pq.ParquetFile(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise _not_text_error(path, "events", f"unreadable as Parquet ({err})") from None
     wanted = set(S.REQUIRED_COLUMNS) | set(S.OPTIONAL_COLUMNS)
     columns = [name for name in parquet.schema_arrow.names if name in wanted]
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):

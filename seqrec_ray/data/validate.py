@@ -1,8 +1,9 @@
 """Validate and quarantine: reader tables -> (kept events, rejected rows with a reason).
 
 A row is rejected with the first reason that applies: the reader's ``invalid_reason``,
-then featurize's own checks (missing ids, unknown event type, non-finite timestamp or one
-outside ``[min_timestamp, max_timestamp]``, negative price). The reader already flags
+then featurize's own checks (missing ids, an id longer than ``schema.MAX_ID_LENGTH``
+characters, unknown event type, non-finite timestamp or one outside
+``[min_timestamp, max_timestamp]``, negative price). The reader already flags
 most of these; they are checked again so that featurize never trusts its input blindly.
 """
 
@@ -17,6 +18,8 @@ import pyarrow.compute as pc
 from seqrec_ray import schema as S
 from seqrec_ray.schema import (
     BAD_TIMESTAMP,
+    ID_TOO_LONG,
+    MAX_ID_LENGTH,
     MISSING_ITEM_ID,
     MISSING_USER_ID,
     NEGATIVE_PRICE,
@@ -59,12 +62,20 @@ def _missing(col) -> pa.Array:
     return pc.fill_null(pc.equal(pc.utf8_length(col), 0), True)
 
 
+def _too_long(table: pa.Table) -> pa.Array:
+    """Any raw id (user, item, session, category) over MAX_ID_LENGTH characters."""
+    masks = [pc.fill_null(pc.greater(pc.utf8_length(table[name]), MAX_ID_LENGTH), False)
+             for name in (S.USER_ID, S.ITEM_ID, S.SESSION_ID, S.CATEGORY_ID)]
+    return pc.or_(pc.or_(masks[0], masks[1]), pc.or_(masks[2], masks[3]))
+
+
 def rejection_reasons(table: pa.Table, config: ValidateConfig) -> pa.ChunkedArray:
     """Per row: null when the row is good, else the first reason it fails."""
     ts = table[S.TIMESTAMP]
     checks = [
         (MISSING_USER_ID, _missing(table[S.USER_ID])),
         (MISSING_ITEM_ID, _missing(table[S.ITEM_ID])),
+        (ID_TOO_LONG, _too_long(table)),
         (UNKNOWN_EVENT_TYPE,
          pc.invert(pc.fill_null(pc.is_in(table[S.EVENT_TYPE], pa.array(S.EVENT_TYPES)), False))),
         (BAD_TIMESTAMP, pc.invert(pc.fill_null(pc.is_finite(ts), False))),

@@ -10,24 +10,25 @@ Serve validates ``args`` into ``AppArgs`` (the builder's annotated type) before 
 # annotation at run time and needs the class itself, not its name as a string.
 
 import dataclasses
-import os
 import typing
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from ray.serve import Application
+from ray.serve.schema import LoggingConfig
 
 from .config import ServeConfig
 from .encoder import UserEncoder
-from .ingress import API_KEY_ENV, Ingress
+from .ingress import Ingress
 from .profile_fetcher import ProfileFetcher
 from .ranker import Ranker
 
 
 def _app_args_model() -> type[BaseModel]:
     """ServeConfig's fields as a pydantic model: a new ServeConfig field is a new app arg.
-    ``checkpoint`` and ``store`` have no default, so they are required; ``api_key`` None is
-    filled from the SEQREC_API_KEY environment variable by ``build_app``."""
+    ``checkpoint`` and ``store`` have no default, so they are required. A plain ``api_key``
+    is refused: app args travel to every replica and show in Serve's status and logs."""
     hints = typing.get_type_hints(ServeConfig)
     fields = {}
     for f in dataclasses.fields(ServeConfig):
@@ -37,9 +38,22 @@ def _app_args_model() -> type[BaseModel]:
             fields[f.name] = (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
     return create_model(
         "AppArgs", __module__=__name__, __doc__="Application args: every field of ServeConfig.",
-        __config__=ConfigDict(extra="forbid"),  # a misspelt arg fails the deploy, loudly
+        # extra="forbid": a misspelt arg fails the deploy, loudly; hide_input_in_errors: a
+        # refused api_key must not be echoed into Serve's logs by the error message.
+        __config__=ConfigDict(extra="forbid", hide_input_in_errors=True),
+        __validators__={"_no_plain_api_key": model_validator(mode="before")(_refuse_plain_api_key)},
         **fields,
     )
+
+
+def _refuse_plain_api_key(cls: Any, values: Any) -> Any:
+    if isinstance(values, dict) and "api_key" in values:
+        raise ValueError(
+            "api_key: a key in the app args would travel to every replica and show in Serve's status "
+            "and logs; put it in a file and set api_key_file: PATH, or in the replicas' environment "
+            "and set api_key_env: VARIABLE_NAME (default SEQREC_API_KEY)"
+        )
+    return values
 
 
 AppArgs = _app_args_model()
@@ -48,10 +62,10 @@ AppArgs = _app_args_model()
 def build_app(args: AppArgs) -> Application:
     """Ingress -> (ProfileFetcher, UserEncoder, Ranker), all sharing one ServeConfig."""
     values = args.model_dump() if isinstance(args, BaseModel) else AppArgs.model_validate(args).model_dump()
-    if not values["api_key"]:
-        values["api_key"] = os.environ.get(API_KEY_ENV) or None
     values["checkpoint"] = str(Path(values["checkpoint"]).expanduser().resolve())
     values["store"] = absolute_store_url(values["store"])
+    if values["api_key_file"]:  # the replica reads it, perhaps from another working directory
+        values["api_key_file"] = str(Path(values["api_key_file"]).expanduser().resolve())
     if not Path(values["checkpoint"]).is_dir():
         raise FileNotFoundError(f"checkpoint directory {values['checkpoint']} does not exist (args.checkpoint)")
     return build_app_graph(ServeConfig(**values))
@@ -72,7 +86,9 @@ def build_app_graph(config: ServeConfig, user_config: dict | None = None) -> App
     """The deployment graph. ``user_config`` ({"checkpoint": path}) goes to the encoder and
     ranker, as a config file's ``deployments[].user_config`` would: re-running the app with
     only that changed swaps the checkpoint inside the running replicas."""
-    encoder, ranker = UserEncoder, Ranker
+    encoder, ranker, ingress = UserEncoder, Ranker, Ingress
     if user_config is not None:
         encoder, ranker = encoder.options(user_config=user_config), ranker.options(user_config=user_config)
-    return Ingress.bind(ProfileFetcher.bind(config), encoder.bind(config), ranker.bind(config), config)
+    if config.log_user_ids:  # debugging: Serve's per-request access log of the ingress, back on
+        ingress = ingress.options(logging_config=LoggingConfig(enable_access_log=True))
+    return ingress.bind(ProfileFetcher.bind(config), encoder.bind(config), ranker.bind(config), config)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 DEVICES = ("auto", "cpu", "cuda")
 SCORE_DTYPES = ("float32", "bfloat16")
+API_KEY_ENV = "SEQREC_API_KEY"
+MIN_API_KEY_LENGTH = 8
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -15,12 +19,21 @@ class ServeConfig:
 
     ``checkpoint`` is a checkpoint directory (docs/contracts.md §3); ``store`` a store URL
     for ``seqrec_ray.store.open_store`` (``sqlite:///path.db``, a plain path, or
-    ``redis://host:port/db``). ``api_key`` None means the endpoint is open.
+    ``redis://host:port/db``).
+
+    The API key itself is never in the config: every deployment receives the config as an
+    init argument, which Serve keeps and shows. The ingress replica reads the key where it
+    runs (``privacy.read_api_key``) from ``api_key_file`` when given, else from the environment
+    variable named by ``api_key_env`` when that is set; neither: the endpoint is open.
+    ``log_user_ids`` (debugging only) puts raw user ids in our log lines and turns Serve's
+    per-request access log of the ingress back on; by default ids are logged hashed.
     """
 
     checkpoint: str
     store: str
-    api_key: str | None = None
+    api_key_file: str | None = None
+    api_key_env: str | None = API_KEY_ENV
+    log_user_ids: bool = False
     device: str = "auto"  # encoder and ranker: "auto" = cuda when available
     history_limit: int = 200  # events fetched per user; the encoder keeps its max_len of them
     max_k: int = 100
@@ -41,8 +54,12 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        if self.api_key is not None and (not isinstance(self.api_key, str) or len(self.api_key) < 8):
-            raise ValueError("api_key must be a string of at least 8 characters (or None for an open endpoint)")
+        if self.api_key_file is not None and (not isinstance(self.api_key_file, str) or not self.api_key_file.strip()):
+            raise ValueError(f"api_key_file must be a path to a file holding the key, or None; got {self.api_key_file!r}")
+        if self.api_key_env is not None and (not isinstance(self.api_key_env, str) or not ENV_NAME.fullmatch(self.api_key_env)):
+            raise ValueError(f"api_key_env must be an environment variable name, or None; got {self.api_key_env!r}")
+        if not isinstance(self.log_user_ids, bool):
+            raise ValueError(f"log_user_ids must be true or false, got {self.log_user_ids!r}")
         if self.score_dtype not in SCORE_DTYPES:
             raise ValueError(f"score_dtype must be one of {SCORE_DTYPES}, got {self.score_dtype!r}")
         if self.device not in DEVICES:

@@ -1,4 +1,5 @@
-"""HTTP ingress: FastAPI routes that chain ProfileFetcher -> UserEncoder -> Ranker.
+"""HTTP ingress: the deployment behind the routes (api.py), chaining ProfileFetcher ->
+UserEncoder -> Ranker.
 
 Every downstream call is awaited through its DeploymentHandle (never ``.result()``), so
 one ingress replica keeps many requests in flight while the encoder batches them.
@@ -6,37 +7,46 @@ one ingress replica keeps many requests in flight while the encoder batches them
 
 from __future__ import annotations
 
-import os
+import asyncio
+import logging
 import time
-from collections import Counter
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from ray.serve.schema import LoggingConfig
 
+from .api import build_http_app
 from .batching import GatedBatcher
 from .config import ServeConfig
-from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .privacy import read_api_key
 from .ranking import recommend_query
 from .schemas import (
     EventIn,
     EventsResponse,
+    ForgetResponse,
+    HealthResponse,
     ProfileResponse,
     RankRequest,
     RankResponse,
     RecommendRequest,
     RecommendResponse,
+    StoreCounts,
     VersionResponse,
 )
 
-API_KEY_ENV = "SEQREC_API_KEY"
 RECENT_EVENTS_SHOWN = 20
+logger = logging.getLogger("ray.serve")
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256)
+# Serve's per-request access log is off (``ServeConfig.log_user_ids`` turns it back on,
+# app.py). Ray 2.60 writes the matched route pattern there (/users/{user_id}/profile), not
+# the raw path, but that is Serve's choice to keep, and with RAY_SERVE_LOG_CLIENT_ADDRESS=1
+# each line also holds the client's address. The proxy's own access line is configured by
+# serve.start / the config file's logging_config, not here (it too shows the pattern).
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256,
+                  logging_config=LoggingConfig(enable_access_log=False))
 @serve.ingress()
 class Ingress:
     def __init__(
@@ -44,8 +54,7 @@ class Ingress:
     ) -> None:
         self._fetcher, self._encoder, self._ranker = fetcher, encoder, ranker
         self._config = config
-        # The key may come from the replica's environment when the config leaves it out.
-        self._api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+        self._api_key = read_api_key(config)  # here, in the replica: never in the config
         self._recommend_batcher = GatedBatcher(
             self._recommend_batch, config.ingress_batch_size, config.ingress_batches_in_flight
         )
@@ -54,8 +63,6 @@ class Ingress:
         return build_http_app(self, self._config, self._api_key)
 
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
-        _check_limit("k", req.k, self._config.max_k, 422)
-        _check_limit("categories", len(req.categories or ()), self._config.max_categories, 413)
         return await self._recommend_batcher.submit(req)
 
     async def _recommend_batch(self, reqs: list[RecommendRequest]) -> list[RecommendResponse]:
@@ -80,10 +87,6 @@ class Ingress:
         ]
 
     async def rank(self, req: RankRequest) -> RankResponse:
-        _check_limit("items", len(req.items), self._config.max_items, 413)
-        duplicates = sorted(item for item, n in Counter(req.items).items() if n > 1)
-        if duplicates:
-            raise HTTPException(422, f"items must be distinct; repeated: {duplicates[:10]}")
         history = (await self._fetcher.fetch.remote(req.user_id))["history"]
         query: dict[str, Any] = {"items": req.items}
         if history:
@@ -94,9 +97,6 @@ class Ingress:
                             items=result["items"], model=result["model"])
 
     async def post_events(self, events: list[EventIn]) -> EventsResponse:
-        if not events:
-            raise HTTPException(422, "events: send at least one event")
-        _check_limit("events", len(events), self._config.max_events, 413)
         now = time.time()
         rows = [{**e.model_dump(), "timestamp": now if e.timestamp is None else e.timestamp} for e in events]
         accepted = await self._fetcher.append.remote(rows)
@@ -108,70 +108,22 @@ class Ingress:
             raise HTTPException(404, f"unknown user {user_id!r}: no profile and no events")
         return ProfileResponse(user_id=user_id, profile=ctx["profile"], recent_events=ctx["history"][-RECENT_EVENTS_SHOWN:])
 
-    async def health(self) -> dict[str, Any]:
-        events = await self._fetcher.ping.remote()
-        encoder = await self._encoder.version.remote()
-        ranker = await self._ranker.version.remote()
-        return {"status": "ok", "store_events": events, "encoder": encoder["checkpoint"], "ranker": ranker["current"]}
+    async def forget(self, user_id: str) -> ForgetResponse:
+        removed = await self._fetcher.forget.remote(user_id)
+        return ForgetResponse(user_id=user_id, forgotten=True, events_removed=removed)
+
+    async def health(self) -> HealthResponse:
+        """Every stage answers; what they hold (paths, counts) is for /version, behind the key."""
+        try:
+            await asyncio.gather(self._fetcher.ping.remote(), self._encoder.version.remote(), self._ranker.version.remote())
+        except Exception:
+            logger.exception("health check: a stage did not answer")
+            return HealthResponse(status="unavailable")
+        return HealthResponse(status="ok")
 
     async def version(self) -> VersionResponse:
-        encoder = await self._encoder.version.remote()
-        ranker = await self._ranker.version.remote()
+        encoder, ranker, counts = await asyncio.gather(
+            self._encoder.version.remote(), self._ranker.version.remote(), self._fetcher.counts.remote()
+        )
         return VersionResponse(model=encoder, vocab=encoder["vocab"], data_version=encoder.get("data_version"),
-                               ranker_checkpoints=ranker["loaded"])
-
-
-def build_http_app(service: Ingress, config: ServeConfig, api_key: str | None) -> FastAPI:
-    """The routes, their OpenAPI schema, readable 4xx errors and the ASGI guards."""
-    app = FastAPI(title="seqrec-ray", description="Sequence-model recommendations and personalised ranking")
-    app.add_exception_handler(RequestValidationError, _validation_error)
-
-    @app.post("/recommend", response_model=RecommendResponse)
-    async def recommend(req: RecommendRequest) -> RecommendResponse:
-        """Top-k items for the user, each with the history events that explain it."""
-        return await service.recommend(req)
-
-    @app.post("/rank", response_model=RankResponse)
-    async def rank(req: RankRequest) -> RankResponse:
-        """Exactly the given items (e.g. search results), re-ranked for the user."""
-        return await service.rank(req)
-
-    @app.post("/events", response_model=EventsResponse)
-    async def post_events(events: Annotated[list[EventIn], Body()]) -> EventsResponse:
-        """Append events to users' histories; answered once the store has committed them."""
-        return await service.post_events(events)
-
-    @app.get("/users/{user_id}/profile", response_model=ProfileResponse)
-    async def profile(user_id: str) -> ProfileResponse:
-        return await service.profile(user_id)
-
-    @app.get("/healthz")
-    async def health() -> dict[str, Any]:
-        return await service.health()
-
-    @app.get("/version", response_model=VersionResponse)
-    async def version() -> VersionResponse:
-        return await service.version()
-
-    # Added last = runs first: the key is checked before any body is read.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
-    if api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
-    return app
-
-
-def _check_limit(name: str, value: int, limit: int, status: int) -> None:
-    if value > limit:
-        raise HTTPException(status, f"{name}: {value} is over this service's limit of {limit}")
-
-
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with one readable line naming each bad field (and no echo of the input)."""
-    errors = []
-    for err in exc.errors():
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid":
-            msg = f"malformed JSON: {(err.get('ctx') or {}).get('error', msg)}"
-        errors.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type")})
-    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-    return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+                               ranker_checkpoints=ranker["loaded"], store=StoreCounts(**counts))

@@ -9,16 +9,33 @@ benchmarks and tests do it (public Serve API only).
 Whoever enters ``local_serve`` owns Serve for that block: it is started there with these
 HTTP options and shut down on exit, so its port is always the one asked for. Needs a
 running Ray (``seqrec_ray.ray_env.init_ray``).
+
+Serve's controller gives each HTTP proxy 5 s to report ready and fails the start after
+three misses. On a 2-core machine whose cores are busy (two training jobs) the proxy
+missed it every time and ``serve.start`` died with ActorDiedError; with 60 s it started.
+``PROXY_TIMEOUTS`` (the one place these values live; serve_configs/*.yaml repeat them under
+``controller_options`` and a test checks they agree) go to the controller's environment;
+values already set in this process's environment win.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 LOOPBACK = "127.0.0.1"
+PROXY_TIMEOUTS = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+}
+
+
+def controller_options() -> dict:
+    """``serve.start(controller_options=...)`` that lets the proxy start on a busy machine."""
+    return {"runtime_env": {"env_vars": {name: os.environ.get(name, value) for name, value in PROXY_TIMEOUTS.items()}}}
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -58,8 +75,24 @@ def local_serve(host: str = LOOPBACK, port: int | None = None) -> Iterator[Local
     from ray import serve
 
     port = port or free_port(host)
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port}, controller_options=controller_options())
     try:
         yield LocalServe(host, port)
     finally:
         serve.shutdown()
+
+
+def replica_names(app: str, deployment: str) -> list[str]:
+    """Names of the running replica actors of ``app``'s ``deployment``, sorted."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix))
+
+
+def replica_pid(name: str, timeout_s: float = 60.0) -> int:
+    """The OS process id of a replica actor (for killing it, or reading its memory)."""
+    import ray
+
+    handle = ray.get_actor(name, namespace="serve")
+    return ray.get(handle.__ray_call__.remote(lambda _replica: os.getpid()), timeout=timeout_s)

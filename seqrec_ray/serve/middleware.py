@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from .schemas import error_body
+
 API_KEY_HEADER = "x-api-key"
 OPEN_PATHS = ("/healthz",)  # load balancers probe health without credentials
 
@@ -31,7 +33,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or _path(scope) in OPEN_PATHS or self._authorised(scope):
             return await self.app(scope, receive, send)
         response = JSONResponse(
-            {"detail": "missing or wrong API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"},
+            error_body("missing or wrong API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"),
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
@@ -89,7 +91,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _error(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
-    await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+    await JSONResponse(error_body(detail), status_code=status)(scope, receive, send)
 
 
 def _path(scope: Scope) -> str:

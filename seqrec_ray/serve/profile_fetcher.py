@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ray import serve
@@ -9,6 +10,9 @@ from ray import serve
 from seqrec_ray.store.base import StoredEvent
 
 from .config import ServeConfig
+from .privacy import user_ref
+
+logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
@@ -25,6 +29,7 @@ class ProfileFetcher:
 
         self._store = open_store(config.store)
         self._history_limit = config.history_limit
+        self._log_user_ids = config.log_user_ids
 
     async def fetch(self, user_id: str) -> dict[str, Any]:
         """The user's profile (None if absent) and recent events, oldest first."""
@@ -39,8 +44,20 @@ class ProfileFetcher:
         """Returns only after the store has committed, so a 200 means the events are durable."""
         return self._store.append_events([StoredEvent(**e) for e in events])
 
+    async def forget(self, user_id: str) -> int:
+        """Delete the user's profile and history (recorded by the store); returns the events
+        removed. Once this returns, fetches see an unknown user and new events start afresh."""
+        removed = self._store.forget_user(user_id)
+        logger.info("forgot %s: %d events removed", user_ref(user_id, self._log_user_ids), removed)
+        return removed
+
     async def ping(self) -> int:
         return self._store.stats().events
+
+    async def counts(self) -> dict[str, int]:
+        stats = self._store.stats()
+        return {"users_with_profile": stats.users_with_profile, "users_with_history": stats.users_with_history,
+                "events": stats.events}
 
     def __del__(self) -> None:
         store = getattr(self, "_store", None)

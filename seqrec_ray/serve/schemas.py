@@ -2,31 +2,60 @@
 
 Ids arrive as strings or ints (sources use both) and are kept as strings. Types are
 strict where a silent coercion would hide a client bug (``k: "5"``, ``exclude_purchased:
-"no"``). Limits that depend on the deployment (max k, items per request) are checked by
-the ingress against ``ServeConfig``; these models hold the fixed rules.
+"no"``). These models hold the fixed rules; ``limited_models`` adds the limits that
+depend on the deployment (max k, items per request), so the published schema states
+every rule the service enforces and a request the schema allows is never refused.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 
-from seqrec_ray.schema import EVENT_TYPES
+from seqrec_ray.schema import EVENT_TYPES, MAX_ID_LENGTH
 
-MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1000
 
 
-def _id_to_str(value: Any) -> Any:
-    # bool is an int subclass, but true/false as an id is a client bug, not an id.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" is any number without a fraction, so 5.0 is one: take it as 5.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-RawId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=MAX_ID_LENGTH)]
+def _id_to_str(value: Any) -> Any:
+    value = _integral(value)
+    # bool is an int subclass, but true/false as an id is a client bug, not an id.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # its length is then held to MAX_ID_LENGTH like any id
+    return value
+
+
+# No bounds on the integer form: OpenAPI states bounds as doubles, inexact past 2**53.
+RAW_ID_SCHEMA = {
+    "anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}, {"type": "integer"}],
+    "description": f"a raw id: a string, or an integer kept as its decimal string (at most {MAX_ID_LENGTH} characters)",
+}
+RawId = Annotated[
+    str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=MAX_ID_LENGTH), WithJsonSchema(RAW_ID_SCHEMA)
+]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+Count = Annotated[StrictInt, BeforeValidator(_integral)]  # 5 or 5.0, never "5" or true
 
 
 class _Strict(BaseModel):
@@ -38,24 +67,63 @@ class EventIn(_Strict):
     user_id: RawId
     item_id: RawId
     event_type: EventType
-    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, description="seconds; default: time of receipt")
+    # Strict: a number (int or float), never a bool or a numeric string.
+    timestamp: StrictFloat | None = Field(None, ge=0, allow_inf_nan=False, description="seconds; default: time of receipt")
     session_id: RawId | None = None
     category_id: RawId | None = None
-    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price: StrictFloat | None = Field(None, ge=0, allow_inf_nan=False)
     query: str | None = Field(None, max_length=MAX_QUERY_LENGTH)
 
 
 class RecommendRequest(_Strict):
     user_id: RawId
-    k: StrictInt = Field(10, ge=1, description="how many items; at most the service's max_k")
+    k: Count = Field(10, ge=1, description="how many items; at most the service's max_k")
     exclude_purchased: StrictBool = True
     categories: list[RawId] | None = Field(None, min_length=1, description="raw category ids to draw from")
 
 
 class RankRequest(_Strict):
     user_id: RawId
-    items: list[RawId] = Field(min_length=1, description="candidate raw item ids, e.g. search results")
+    items: list[RawId] = Field(min_length=1, description="distinct candidate raw item ids, e.g. search results",
+                               json_schema_extra={"uniqueItems": True})
     query: str | None = Field(None, max_length=MAX_QUERY_LENGTH)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _distinct(cls, data: Any) -> Any:
+        # Distinct as JSON values, as the schema's uniqueItems says: "5" and 5 are two items
+        # (their ranked entries read the same), 5 and 5.0 one.
+        items = data.get("items") if isinstance(data, dict) else None
+        if isinstance(items, list) and all(isinstance(i, (str, int, float)) for i in items):
+            repeated = sorted(str(item) for item, n in Counter(items).items() if n > 1)
+            if repeated:
+                raise ValueError(f"items must be distinct; repeated: {repeated[:10]}")
+        return data
+
+
+@dataclass(frozen=True)
+class LimitedModels:
+    """The request bodies of one deployment, with its limits in their schema."""
+
+    recommend: type[RecommendRequest]
+    rank: type[RankRequest]
+
+
+def limited_models(max_k: int, max_items: int, max_categories: int) -> LimitedModels:
+    """Request models that also enforce (and publish) the deployment's limits: over a
+    limit is a 422 like any other schema violation."""
+    recommend = create_model(
+        "RecommendRequest", __base__=RecommendRequest, __module__=__name__,
+        k=(Count, Field(10, ge=1, le=max_k, description="how many items")),
+        categories=(list[RawId] | None, Field(None, min_length=1, max_length=max_categories,
+                                              description="raw category ids to draw from")),
+    )
+    rank = create_model(
+        "RankRequest", __base__=RankRequest, __module__=__name__,
+        items=(list[RawId], Field(min_length=1, max_length=max_items, json_schema_extra={"uniqueItems": True},
+                                  description="distinct candidate raw item ids, e.g. search results")),
+    )
+    return LimitedModels(recommend=recommend, rank=rank)
 
 
 class Contribution(BaseModel):
@@ -110,9 +178,44 @@ class ProfileResponse(BaseModel):
     recent_events: list[EventOut]
 
 
+class StoreCounts(BaseModel):
+    users_with_profile: int
+    users_with_history: int
+    events: int
+
+
 class VersionResponse(BaseModel):
     model: dict[str, Any]
     vocab: dict[str, Any]
     data_version: str | None
     ranker_checkpoints: list[str]
+    store: StoreCounts
+
+
+class ForgetResponse(BaseModel):
+    user_id: str
+    forgotten: Literal[True]
+    events_removed: int = Field(description="events deleted from the user's history (0 for a user never seen)")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="where: e.g. [\"body\", \"k\"] or [\"path\", \"user_id\"]")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx (and 5xx) this service answers."""
+
+    detail: str = Field(description="one readable line naming the problem")
+    errors: list[ErrorItem] = Field(description="one entry per bad field (validation errors); empty otherwise")
+
+
+def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An ``ErrorResponse`` as JSON-able dict (for the ASGI guards, which answer before FastAPI)."""
+    return ErrorResponse(detail=detail, errors=errors or []).model_dump()
 

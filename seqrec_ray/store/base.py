@@ -67,6 +67,18 @@ class ProfileStore(abc.ABC):
         """The user's ``limit`` most recent events, oldest first (ties keep insertion order)."""
 
     @abc.abstractmethod
+    def forget_user(self, user_id: str) -> int:
+        """Delete the user's profile and history and record the deletion durably (with the
+        time it was made), in one step: once this returns, the user is gone and listed in
+        ``forgotten_users``. Later ``append_events`` for the id start a new history.
+        Returns how many events were removed (0 for a user the store never had)."""
+
+    @abc.abstractmethod
+    def forgotten_users(self) -> list[tuple[str, float]]:
+        """Every recorded deletion as (user_id, forgotten_at seconds), oldest first; a user
+        forgotten twice appears once, with the latest time."""
+
+    @abc.abstractmethod
     def stats(self) -> StoreStats:
         """Counts for health checks and tests."""
 

@@ -6,9 +6,14 @@ Layout under a key prefix ``P`` (default ``seqrec``):
 - ``P:history:<user_id>``: sorted set, score = timestamp, member = zero-padded global
   sequence number + ``|`` + event JSON. Members with equal scores sort by their bytes, so
   by sequence number: ties keep insertion order, as in SQLite;
-- ``P:history_users`` (set), ``P:events`` (count of stored events), ``P:seq`` (counter).
+- ``P:history_users`` (set), ``P:events`` (count of stored events), ``P:seq`` (counter);
+- ``P:forgotten``: sorted set, member = user_id, score = when it was forgotten (seconds).
 
-Appends run as one Lua script, so an append (with its trimming and counters) is atomic.
+Appends run as one Lua script, so an append (with its trimming and counters) is atomic;
+so does ``forget_user`` (delete the history and profile, record the deletion) and each
+user's replacement in ``bulk_load``, which skips forgotten users. Forgotten data stays
+in the server's append-only file until the next AOF rewrite (``BGREWRITEAOF``, or Redis's
+automatic one): the operator's part of erasing it from disk.
 Durability is the server's: an acknowledged append survives a server crash only with
 ``appendonly yes`` and ``appendfsync always``; ``stats().extra["durable"]`` says whether
 the server runs that way, and a warning is logged when it does not.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,19 +63,40 @@ redis.call('INCRBY', KEYS[3], n - removed)
 return n
 """
 
-# KEYS: seq, users, events, the user's history; ARGV: user_id, then (timestamp, JSON) pairs.
+# KEYS: seq, users, events, the user's history, forgotten, profiles; ARGV: user_id, profile
+# JSON ('' = none), then (timestamp, JSON) pairs. A forgotten user is left alone: returns -1.
 _REPLACE = """
+if redis.call('ZSCORE', KEYS[5], ARGV[1]) then
+  return -1
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+end
+if #ARGV == 2 then
+  return 0
+end
 local old = redis.call('ZCARD', KEYS[4])
 redis.call('DEL', KEYS[4])
-local n = (#ARGV - 1) / 2
+local n = (#ARGV - 2) / 2
 local seq = redis.call('INCRBY', KEYS[1], n) - n
 for i = 0, n - 1 do
   seq = seq + 1
-  local member = string.format('%020d', seq) .. '|' .. ARGV[3 + 2 * i]
-  redis.call('ZADD', KEYS[4], ARGV[2 + 2 * i], member)
+  local member = string.format('%020d', seq) .. '|' .. ARGV[4 + 2 * i]
+  redis.call('ZADD', KEYS[4], ARGV[3 + 2 * i], member)
 end
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('INCRBY', KEYS[3], n - old)
+return n
+"""
+
+# KEYS: users, events, the user's history, profiles, forgotten; ARGV: user_id, time.
+_FORGET = """
+local n = redis.call('ZCARD', KEYS[3])
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('DECRBY', KEYS[2], n)
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 return n
 """
 
@@ -105,8 +132,10 @@ class RedisStore(ProfileStore):
                                            socket_timeout=socket_timeout_s)
         self._append = self._redis.register_script(_APPEND)
         self._replace = self._redis.register_script(_REPLACE)
+        self._forget = self._redis.register_script(_FORGET)
         p = prefix
         self._k_profiles, self._k_users = f"{p}:profiles", f"{p}:history_users"
+        self._k_forgotten = f"{p}:forgotten"
         self._k_events, self._k_seq, self._k_history = f"{p}:events", f"{p}:seq", f"{p}:history:"
         self._durable = self._check_durability()
 
@@ -170,22 +199,42 @@ class RedisStore(ProfileStore):
     def bulk_load(self, profiles: Iterable[dict[str, Any]], events: Iterable[StoredEvent],
                   history_limit: int) -> tuple[int, int]:
         """Upsert profiles; replace each loaded user's history by their ``history_limit``
-        most recent events. Atomic per user, not across users (unlike SQLite)."""
+        most recent events; skip forgotten users (``forgotten_users``). Atomic per user,
+        not across users (unlike SQLite)."""
         if history_limit < 1:
             raise ValueError(f"history_limit must be >= 1, got {history_limit}")
-        n_profiles = self.put_profiles(profiles)
+        rows = dict(_profile_row(p) for p in profiles)
         by_user = most_recent_per_user(events, history_limit)
-        kept, users = 0, list(by_user)
+        n_profiles, kept = 0, 0
+        users = list(by_user) + [u for u in rows if u not in by_user]
         for start in range(0, len(users), self.config.pipeline_size):
             pipe = self._client.pipeline(transaction=False)
             for user in users[start:start + self.config.pipeline_size]:
-                recent = by_user[user]
-                args = [user] + [x for r in recent for x in (repr(r[3]), json.dumps(r))]
-                keys = [self._k_seq, self._k_users, self._k_events, self._k_history + user]
+                recent = by_user.get(user, [])
+                args = [user, rows.get(user, "")]
+                args += [x for r in recent for x in (repr(r[3]), json.dumps(r))]
+                keys = [self._k_seq, self._k_users, self._k_events, self._k_history + user,
+                        self._k_forgotten, self._k_profiles]
                 self._replace(keys=keys, args=args, client=pipe)  # queued, sent below
-                kept += len(recent)
-            pipe.execute()
+            for user, loaded in zip(users[start:start + self.config.pipeline_size],
+                                    pipe.execute()):
+                if loaded >= 0:  # -1: a forgotten user, left out
+                    n_profiles += user in rows
+                    kept += loaded
         return n_profiles, kept
+
+    # -------------------------------------------------------------- deletion
+
+    def forget_user(self, user_id: str) -> int:
+        user = str(user_id)
+        keys = [self._k_users, self._k_events, self._k_history + user, self._k_profiles,
+                self._k_forgotten]
+        return int(self._forget(keys=keys, args=[user, repr(time.time())]))
+
+    def forgotten_users(self) -> list[tuple[str, float]]:
+        # Equal scores sort by member: the order is stable, oldest first.
+        pairs = self._client.zrange(self._k_forgotten, 0, -1, withscores=True)
+        return [(user, float(at)) for user, at in pairs]
 
     # -------------------------------------------------------------- housekeeping
 

@@ -6,6 +6,11 @@ Why these settings:
   never block the writer and see only committed transactions.
 - ``synchronous=FULL`` fsyncs the WAL at every commit, so an acknowledged append survives
   a killed process and a power loss alike.
+- ``secure_delete=ON`` zeroes every deleted or overwritten row (an old profile version, a
+  trimmed event), so a forgotten user's data does not linger in free space of the file;
+  ``forget_user`` also truncates the WAL afterwards (best effort: a reader still on an
+  older snapshot keeps its frames until the next checkpoint). Measured on the 2-core box:
+  appends trimmed to 50 events ran at about 3k/s with it on or off (fsync dominates).
 - Writes start with ``BEGIN IMMEDIATE``: the write lock is taken up front, so concurrent
   writers queue on the busy timeout instead of failing a read-to-write lock upgrade.
 - One connection per thread and per process (sqlite3 connections must not cross either);
@@ -41,6 +46,9 @@ _SCHEMA = (
         timestamp REAL NOT NULL, session_id TEXT, category_id TEXT, price REAL, query TEXT)""",
     # An index entry ends with the rowid (seq), so this serves ORDER BY timestamp, seq.
     "CREATE INDEX IF NOT EXISTS history_by_user_time ON history (user_id, timestamp)",
+    # Deletions (forget_user): one row per forgotten user, the latest time it was forgotten.
+    """CREATE TABLE IF NOT EXISTS forgotten_users (
+        user_id TEXT PRIMARY KEY, forgotten_at REAL NOT NULL)""",
     f"INSERT OR IGNORE INTO meta VALUES ('store_schema_version', '{STORE_SCHEMA_VERSION}')",
 )
 
@@ -95,6 +103,7 @@ class SQLiteStore(ProfileStore):
         conn = sqlite3.connect(self.config.path, timeout=self.config.busy_timeout_s,
                                isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout_s * 1000)}")
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._lock:
@@ -185,17 +194,50 @@ class SQLiteStore(ProfileStore):
         """Load featurize output in one transaction: upsert profiles, and replace the
         history of every user in ``events`` by their ``history_limit`` most recent events.
 
-        Users absent from ``events`` keep their history. Returns (profiles, events kept).
+        Users absent from ``events`` keep their history; forgotten users (``forgotten_users``)
+        are skipped, profile and events alike. Returns (profiles, events kept).
         """
         if history_limit < 1:
             raise ValueError(f"history_limit must be >= 1, got {history_limit}")
         recent = most_recent_per_user(events, history_limit)
         with self._write() as conn:
-            n_profiles = _upsert_profiles(conn, (_profile_row(p) for p in profiles))
+            # Read inside the write transaction: no forget_user can slip in between.
+            forgotten = {u for (u,) in conn.execute("SELECT user_id FROM forgotten_users")}
+            rows = (r for r in (_profile_row(p) for p in profiles) if r[0] not in forgotten)
+            n_profiles = _upsert_profiles(conn, rows)
+            recent = {u: r for u, r in recent.items() if u not in forgotten}
             conn.executemany("DELETE FROM history WHERE user_id = ?", ((u,) for u in recent))
             rows = (row for user_rows in recent.values() for row in user_rows)
             kept = conn.executemany(_INSERT_EVENT, rows).rowcount
         return n_profiles, kept
+
+    # -------------------------------------------------------------- deletion
+
+    def forget_user(self, user_id: str) -> int:
+        user = str(user_id)
+        with self._write() as conn:
+            removed = conn.execute("DELETE FROM history WHERE user_id = ?", (user,)).rowcount
+            conn.execute("DELETE FROM profiles WHERE user_id = ?", (user,))
+            conn.execute("INSERT INTO forgotten_users (user_id, forgotten_at) VALUES (?, ?) "
+                         "ON CONFLICT (user_id) DO UPDATE SET forgotten_at = excluded.forgotten_at",
+                         (user, time.time()))
+        self._truncate_wal(conn)
+        return removed
+
+    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint and empty the WAL, whose old frames still hold deleted rows. Best
+        effort, waiting at most a second for readers (a Serve replica must not stall)."""
+        conn.execute("PRAGMA busy_timeout=1000")
+        try:  # the deletion is committed already: a busy checkpoint must not fail it
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout_s * 1000)}")
+
+    def forgotten_users(self) -> list[tuple[str, float]]:
+        rows = self._connect().execute(
+            "SELECT user_id, forgotten_at FROM forgotten_users ORDER BY forgotten_at, rowid")
+        return [(user, float(at)) for user, at in rows]
 
     # -------------------------------------------------------------- housekeeping
 

@@ -3,7 +3,8 @@
     CKPT/model.pt        encoder state_dict (torch.load(..., weights_only=True))
     CKPT/model.json      {"encoder", "config" (EncoderConfig), "train_config", "checkpoint_version"}
     CKPT/vocab/          copy of the artifacts' vocab/ (items.parquet, categories.parquet)
-    CKPT/meta.json       {"epoch", "metrics", "artifacts_dir", "data_version", "created_at", "run_name", ...}
+    CKPT/meta.json       {"epoch", "metrics", "artifacts_dir", "data_version", "forget_list_version",
+                          "created_at", "run_name", ...}
     CKPT/optimizer.pt    optional: optimizer state for resuming (weights_only loadable)
 """
 
@@ -66,6 +67,9 @@ def save_checkpoint(
         "metrics": {},
         "artifacts_dir": str(artifacts_dir.resolve()),
         "data_version": _data_version(artifacts_dir),
+        # The deletion list the artifacts were made after (docs/contracts.md §2): which
+        # forgotten users this model has never seen.
+        "forget_list_version": _forget_list_version(artifacts_dir),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run_name": getattr(config, "run_name", None),
     }
@@ -119,6 +123,11 @@ def unwrap_encoder(module: torch.nn.Module) -> SequenceEncoder:
 def _data_version(artifacts_dir: Path) -> str | None:
     manifest = artifacts_dir / "manifest.json"
     return _read_json(manifest).get("data_version") if manifest.exists() else None
+
+
+def _forget_list_version(artifacts_dir: Path) -> str | None:
+    manifest = artifacts_dir / "manifest.json"
+    return _read_json(manifest).get("forget_list_version") if manifest.exists() else None
 
 
 def _read_json(path: Path) -> dict:
