@@ -93,8 +93,10 @@ def request_for(i: int, rng: np.random.Generator, users: list[str], items: list[
     return kind, "GET", f"/users/{user}/profile", None
 
 
-async def drive(url: str, config: SoakConfig, users: list[str], items: list[str], kills: list[dict]) -> list[dict]:
-    """The load: ``concurrency`` clients until the deadline; one record per request."""
+async def drive(url: str, config: SoakConfig, users: list[str], items: list[str], kills: list[dict],
+                rss_samples: list[dict]) -> list[dict]:
+    """The load: ``concurrency`` clients until the deadline; one record per request, and
+    the RSS of every Serve process each minute into ``rss_samples``."""
     import httpx
 
     records: list[dict] = []
@@ -120,9 +122,21 @@ async def drive(url: str, config: SoakConfig, users: list[str], items: list[str]
     limits = httpx.Limits(max_connections=config.concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=config.timeout_s, limits=limits) as client:
         killer = asyncio.create_task(kill_schedule(config, started, kills))
+        sampler = asyncio.create_task(sample_rss(started, deadline, rss_samples))
         await asyncio.gather(*(client_loop(client) for _ in range(config.concurrency)))
         await killer
+        await sampler
     return records
+
+
+async def sample_rss(started: float, deadline: float, samples: list[dict]) -> None:
+    """RSS of every Serve process at the end of each minute of load."""
+    t = started + 60.0
+    while t <= deadline + 1.0:
+        await asyncio.sleep(max(0.0, t - time.monotonic()))
+        rss = await asyncio.to_thread(lambda: rss_mib(serve_processes()))
+        samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss})
+        t += 60.0
 
 
 async def kill_schedule(config: SoakConfig, started: float, kills: list[dict]) -> None:
@@ -263,23 +277,29 @@ def run_soak(config: SoakConfig) -> dict:
                 url = server.run(_replicated_app(serve_config, config.replicas), APP)
                 rss_start = rss_mib(serve_processes())
                 kills: list[dict] = []
+                rss_samples: list[dict] = []
                 print(f"soak: {config.concurrency} clients for {config.seconds:.0f} s on {url} ...", flush=True)
-                records = asyncio.run(drive(url, config, users, items, kills))
+                records = asyncio.run(drive(url, config, users, items, kills, rss_samples))
                 rss_end = rss_mib(serve_processes())
                 events = check_events(store, records)
         finally:
             ray.shutdown()
     survivors = sorted(set(rss_start) & set(rss_end))
     growth = {n: rss_end[n] / rss_start[n] - 1 for n in survivors}
+    # From the end of the first minute: what the first requests allocate (warm-up) apart.
+    warm = rss_samples[0]["rss_mib"] if rss_samples else rss_start
+    warm_growth = {n: rss_end[n] / warm[n] - 1 for n in survivors if n in warm}
     result = {
         "config": asdict(config), "requests": len(records), "kills": kills,
         "errors": error_summary(records, kills), "latency_per_minute": per_minute(records),
         "rss_mib_start": rss_start, "rss_mib_end": rss_end,
-        "rss_growth_survivors": growth, "events": events,
+        "rss_growth_survivors": growth, "rss_growth_survivors_after_minute_1": warm_growth,
+        "rss_mib_per_minute": rss_samples, "events": events,
     }
     result["goals"] = {
         "no_5xx_but_in_flight_at_kill": result["errors"]["server_errors_otherwise"] == 0,
         "rss_growth_le_10pct": bool(growth) and max(growth.values()) <= 0.10,
+        "rss_growth_after_minute_1_le_10pct": bool(warm_growth) and max(warm_growth.values()) <= 0.10,
         "no_acknowledged_event_lost": events["missing"] == 0,
     }
     (out / "soak.json").write_text(json.dumps(result, indent=2))
@@ -313,6 +333,11 @@ def print_report(result: dict, out: Path) -> None:
     worst = max(result["rss_growth_survivors"].items(), key=lambda kv: kv[1], default=(None, 0.0))
     print(f"  RSS of Serve processes: {total_start:.0f} MiB at start, {total_end:.0f} MiB at end; "
           f"largest growth of a survivor {worst[1] * 100:+.1f}% ({worst[0]})")
+    for name in sorted(result["rss_growth_survivors"]):
+        per_minute_mib = [s["rss_mib"].get(name) for s in result["rss_mib_per_minute"]]
+        print(f"    {name[:48]:<48} start {result['rss_mib_start'][name]:6.1f}  per minute "
+              + " ".join("-" if v is None else f"{v:.0f}" for v in per_minute_mib)
+              + f"  (after minute 1: {result['rss_growth_survivors_after_minute_1'].get(name, float('nan')) * 100:+.1f}%)")
     print(f"  events acknowledged {result['events']['acknowledged']}, missing from the store {result['events']['missing']}")
     print(f"  goals: {result['goals']}\n  wrote {out / 'soak.json'} and {out / 'soak.png'}")
 
