@@ -45,9 +45,8 @@ def ray_local():
 @pytest.fixture(scope="module")
 def serve_local(ray_local):
     """Ray Serve on a free loopback port for one test module (seqrec_ray.serve.local): the
-    module runs its apps with ``serve_local.run(app, name)``. Per module, not per session:
-    an idle Serve's controller and proxy kept running under every later test slowed the
-    whole suite by about a third on 2 cores."""
+    module runs its apps with ``serve_local.run(app, name)``. Per module, not per session,
+    so that Serve's controller and proxy do not keep running under every later test."""
     from seqrec_ray.serve.local import local_serve
 
     with local_serve() as server:
