@@ -11,7 +11,6 @@ import os
 import pickle
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import redis
 from conftest import REPO_ROOT
 
+from seqrec_ray.serve.local import free_port
 from seqrec_ray.store import open_store
 from seqrec_ray.store.base import StoredEvent
 from seqrec_ray.store.sqlite_store import SQLiteStore
@@ -33,9 +33,7 @@ class RedisServer:
 
     def __init__(self, binary: str, workdir: Path):
         self.binary, self.workdir = binary, workdir
-        with socket.socket() as s:  # a free port, released just before the server takes it
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()  # released just before the server takes it
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
