@@ -182,6 +182,7 @@ def catalogue_ranking(items: int, dim: int, seed: int, repeats: int = 7) -> dict
     import torch
 
     from seqrec_ray.data.vocab import Vocab
+    from seqrec_ray.serve.live_items import LiveCatalogue
     from seqrec_ray.serve.ranking import RankerModel, RecommendQuery, fast_table, recommend_batch
 
     gen = torch.Generator().manual_seed(seed)
@@ -195,7 +196,7 @@ def catalogue_ranking(items: int, dim: int, seed: int, repeats: int = 7) -> dict
     rng = np.random.default_rng(seed)
     out = {"items": items, "dim": dim, "torch_threads": torch.get_num_threads()}
     for dtype in ("float32", "bfloat16"):
-        model = RankerModel("bench", "random", emb, ones, ones, vocab, fast_table(emb, dtype))
+        model = RankerModel("bench", "random", emb, ones, ones, LiveCatalogue(vocab), fast_table(emb, dtype))
         for batch in (1, 32):
             times = []
             for _ in range(repeats):

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(exc)
     keys = ("rows_read", "rows_kept", "rows_rejected", "rejected_by_reason", "rows_duplicate",
             "rows_forgotten", "users_forgotten", "forget_list_version",
-            "users", "items", "categories", "sessions", "split", "stage_seconds", "data_version")
+            "users", "items", "categories", "sessions", "split", "catalogue",
+            "cold_item_train_events_removed", "stage_seconds", "data_version")
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))
     return 0
 

@@ -7,8 +7,11 @@ Starts a local Ray + Serve (HTTP on 127.0.0.1:8000), deploys the app that
 serve_configs/local.yaml describes, then: GET /version, POST /recommend for a user with
 history, POST /recommend for an unknown user (cold start: popular items), POST /events (the
 user views, clicks and carts three of those), POST /recommend again (the answer reflects the
-events, no retraining, no restart). With
---keep-serving it then blocks until Ctrl-C; otherwise it shuts Serve and Ray down.
+events, no retraining, no restart). For a model with item content (a catalogue was
+featurized), POST /items lists a new product like one of the user's recommendations, a new
+shopper views products related to it, and POST /recommend shows it among theirs
+("new_item": true), scored from its content alone. With --keep-serving it then blocks until
+Ctrl-C; otherwise it shuts Serve and Ray down.
 """
 
 from __future__ import annotations
@@ -98,6 +101,32 @@ def run_requests(cfg: ServeDemoConfig) -> None:
         after = [i["item_id"] for i in second["items"]]
         verdict = "changed" if before != after else "unchanged"
         print(f"\n# after viewing/clicking/carting {fresh}: top-5 {verdict}: {before} -> {after}")
+        if show(client, "GET", "/version")["model"].get("item_content"):
+            list_a_new_product(client, cfg.artifacts, after[0])
+
+
+def list_a_new_product(client, artifacts: Path, like: str) -> None:
+    """POST /items a product no model has seen (the content of ``like`` under a new id),
+    then a new shopper views products of its category: is it among their recommendations?"""
+    from seqrec_ray.data.catalogue import load_catalogue
+
+    rows = {r["item_id"]: r for r in load_catalogue(str(artifacts)).to_pylist()}
+    if like not in rows:
+        print(f"\n# {like} has no catalogue row: no new product to list")
+        return
+    row = {k: v for k, v in rows[like].items() if k != "index" and v is not None}
+    new = dict(row, item_id=f"{like}-new-listing", title=f"{row.get('title') or like} (new)")
+    show(client, "POST", "/items", [new])
+    related = [r["item_id"] for r in rows.values()
+               if r["category_id"] == row.get("category_id") and r["item_id"] != like][:3] or [like]
+    now = time.time()
+    shopper = "shopper-new-to-the-shop"
+    show(client, "POST", "/events", [{"user_id": shopper, "item_id": item, "event_type": "view",
+                                      "timestamp": now + n} for n, item in enumerate(related)])
+    body = show(client, "POST", "/recommend", {"user_id": shopper, "k": 10})
+    ranked = [i["item_id"] for i in body["items"]]
+    where = f"at rank {ranked.index(new['item_id']) + 1} of 10" if new["item_id"] in ranked else "not in the top 10"
+    print(f"\n# listed {new['item_id']} (never trained on); after viewing {related}: it is {where}")
 
 
 def wait_for_stop_signal() -> None:

@@ -4,9 +4,13 @@
     ray job submit --working-dir . -- python jobs/simulate.py --users 100000 --days 30 --output /shared/logs
 
 Writes OUTPUT/part-*.parquet in the project event schema (read them back with
-``--format events``) and OUTPUT/ground_truth/ (the users' true preferences, the catalogue,
-sim.json). The same --seed gives the same rows whatever --shards. Joins the Ray cluster
-named by RAY_ADDRESS (`auto`: one started with `ray start`), else starts a local Ray.
+``--format events``), OUTPUT/ground_truth/ (the users' true preferences, the items' hidden
+parameters, sim.json) and, beside the directory, the shop's product catalogue
+OUTPUT.items.parquet (``--items-output``; one row per item: title, brand, category_id, price,
+attributes, for featurize's ``--items``). It is not inside OUTPUT because featurize reads
+every Parquet file there as events. The same --seed gives the same rows (and catalogue)
+whatever --shards. Joins the Ray cluster named by RAY_ADDRESS (`auto`: one started with
+`ray start`), else starts a local Ray.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc} (use --overwrite to replace)" if isinstance(exc, FileExistsError) else f"error: {exc}",
               file=sys.stderr)
         return 2
-    keys = ("events", "users", "items", "categories", "shards", "event_types", "seconds", "events_per_second")
+    keys = ("events", "users", "items", "categories", "items_output", "shards", "event_types", "seconds", "events_per_second")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     return 0
 

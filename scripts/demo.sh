@@ -22,7 +22,7 @@ echo "== 1/5 simulate: $users shoppers x $days days of organic logs"
 
 echo "== 2/5 featurize on Ray Data (+ load the embedded profile store)"
 "$py" jobs/featurize.py --input "$out/logs" --format events --output "$out/artifacts" \
-  --store "$out/store.db"
+  --store "$out/store.db" --items "$out/logs.items.parquet"  # the simulator's catalogue (item content)
 
 echo "== 3/5 train an LSTM on Ray Train (2 workers)"
 "$py" jobs/train.py --data "$out/artifacts" --model lstm --output "$out/train" \

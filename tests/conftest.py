@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -53,16 +54,22 @@ def serve_local(ray_local):
         yield server
 
 
-def shop_artifacts(root: Path, shop, store: bool = True) -> tuple[Path, str | None]:
+def shop_artifacts(root: Path, shop, store: bool = True, catalogue: bool = False) -> tuple[Path, str | None]:
     """A DemoShop's events through the real featurize path (in-process) into ROOT/artifacts,
-    loading ROOT/store.db too; returns (artifacts dir, store URL or None).
+    loading ROOT/store.db too; returns (artifacts dir, store URL or None). With
+    ``catalogue`` the shop's catalogue (ROOT/items.jsonl) goes in too (``--items``).
 
     One user bucket, so one sequences part: Ray Data reads a single file in a fixed order,
     and the tests that compare two training runs rely on both seeing the same order."""
     from seqrec_ray.data.pipeline import featurize_in_process
 
     url = f"sqlite:///{root / 'store.db'}" if store else None
-    featurize_in_process(shop.events(), str(root / "artifacts"), store=url, num_buckets=1)
+    items = None
+    if catalogue:
+        items = root / "items.jsonl"
+        items.write_text("".join(json.dumps(row) + "\n" for row in shop.catalogue()))
+    featurize_in_process(shop.events(), str(root / "artifacts"), store=url, num_buckets=1,
+                         items=None if items is None else str(items))
     return root / "artifacts", url
 
 

@@ -27,6 +27,9 @@ class LookupEncoder(SequenceEncoder):
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed.items(features["items"])  # (B, T, D)
 
+    def item_embeddings(self) -> torch.Tensor:
+        return self.embed.items.weight  # (V, D): no content part
+
 
 # Items: 0 pad, 1 oov, 2 = (1, 0), 3 = (0, 1), 4 = (1, 1).
 TABLE = [[0.0, 0.0], [5.0, 5.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]

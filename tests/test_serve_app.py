@@ -8,6 +8,8 @@ test sends none.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -29,7 +31,8 @@ def _train(artifacts, out, seed: int, epochs: int):
     from seqrec_ray.train.loop import run_in_process
 
     config = TrainConfig(model="lstm", dim=16, hidden=32, epochs=epochs, batch_size=16, lr=0.01, max_len=10,
-                         patience=0, eval_batch_size=64, seed=seed, run_name=f"serve-test-{seed}", torch_threads=1)
+                         patience=0, eval_batch_size=64, seed=seed, run_name=f"serve-test-{seed}", torch_threads=1,
+                         max_item_tokens=8)
     return run_in_process(config, artifacts, out, progress=False)["best_checkpoint"]
 
 
@@ -38,7 +41,7 @@ def world(tmp_path_factory):
     """Artifacts and a loaded store from featurize, two trained checkpoints (no Ray needed)."""
     root = tmp_path_factory.mktemp("serve")
     events = SHOP.events()
-    artifacts, store_url = shop_artifacts(root, SHOP)
+    artifacts, store_url = shop_artifacts(root, SHOP, catalogue=True)  # the default: content from the catalogue
     return {
         "events": events,
         "artifacts": artifacts,
@@ -114,7 +117,9 @@ def test_posted_events_change_the_next_recommendation(client, world):
     current = _history(world, user)[-1].category_id
     target = next(c for c in range(SHOP.categories) if f"cat-{c}" != current)
     before = _recommend(client, user, k=5)
-    now = time.time()
+    # On the shop's clock, a minute apart as its users browse: a gap of months (time.time()
+    # against the shop's 2023 log) is one the model never saw in training.
+    now = _history(world, user)[-1].timestamp + 60
     events = [{"user_id": user, "item_id": f"item-{target}-{j}", "event_type": t, "timestamp": now + 60 * j}
               for j, t in enumerate(["view", "click", "view", "cart", "view", "click"])]
     r = client.post("/events", json=events)
@@ -256,7 +261,7 @@ def test_version_health_and_openapi(client, world):
     assert client.get("/healthz").json() == {"status": "ok"}
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/rank", "/events", "/users/{user_id}/profile", "/users/{user_id}", "/healthz",
-            "/version"} <= set(paths)
+            "/version", "/items", "/items/{item_id}"} <= set(paths)
 
 
 def test_docs_and_schema_reveal_no_paths_versions_or_secrets(client, world):
@@ -339,6 +344,104 @@ def test_the_api_key_travels_in_no_deployment_arg_or_status(app):
     assert API_KEY not in repr(app["config"]) and API_KEY not in str(serve.status())
 
 
+NEW_ITEM = "item-2-new"  # a product listed after training, with the content of category 2
+
+
+def _rank_of(client, user: str, item: str, k: int) -> int | None:
+    items = [i["item_id"] for i in _recommend(client, user, k=k, exclude_purchased=False)["items"]]
+    return items.index(item) if item in items else None
+
+
+def _browse(client, user: str, category: int, items=range(3, 8)) -> None:
+    now = SHOP.start_time + SHOP.users * 10_000  # the shop's clock, after its log
+    events = [{"user_id": user, "item_id": f"item-{category}-{j}", "event_type": "view", "timestamp": now + 60 * n}
+              for n, j in enumerate(items)]
+    assert client.post("/events", json=events).status_code == 200
+
+
+def test_a_posted_item_is_recommended_from_its_content_without_a_restart(client, world):
+    everything = SHOP.categories * SHOP.items_per_category
+    _browse(client, "shopper-of-2", category=2)
+    _browse(client, "shopper-of-0", category=0)
+    assert _rank_of(client, "shopper-of-2", NEW_ITEM, k=everything) is None  # not listed yet
+    row = SHOP.item_row(2, NEW_ITEM)
+    r = client.post("/items", json=[row])
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1}
+    # The next request scores it from its content: near the top for a shopper of its category,
+    # far lower for a shopper of another.
+    body = _recommend(client, "shopper-of-2", k=everything + 1, exclude_purchased=False)
+    ranked = [i["item_id"] for i in body["items"]]
+    assert NEW_ITEM in ranked and len(ranked) == everything + 1
+    new = body["items"][ranked.index(NEW_ITEM)]
+    assert new["new_item"] is True and not any(i["new_item"] for i in body["items"] if i["item_id"] != NEW_ITEM)
+    for_2, for_0 = ranked.index(NEW_ITEM), _rank_of(client, "shopper-of-0", NEW_ITEM, k=everything + 1)
+    assert for_2 < SHOP.items_per_category + 5 and for_2 < for_0, (for_2, for_0, ranked)
+    rank = client.post("/rank", json={"user_id": "shopper-of-2", "items": ["item-0-1", NEW_ITEM, "never-posted"]}).json()
+    by_id = {i["item_id"]: i for i in rank["items"]}
+    assert by_id[NEW_ITEM]["known"] is True and by_id[NEW_ITEM]["new_item"] is True
+    assert by_id[NEW_ITEM]["score"] is not None and by_id[NEW_ITEM]["score"] > by_id["item-0-1"]["score"]
+    assert by_id["never-posted"] == {"item_id": "never-posted", "score": None, "known": False, "new_item": False,
+                                     "discontinued": False}
+    assert client.get("/version").json()["live_items"] == 1
+
+
+def test_a_history_holding_a_posted_item_is_encoded_from_its_content(client):
+    """The encoder replica replays the catalogue too: a user who viewed only the new item is
+    encoded from its content (a category-2 vector), not as an unknown item."""
+    event = {"user_id": "saw-only-new", "item_id": NEW_ITEM, "event_type": "view", "timestamp": SHOP.start_time + 1e6}
+    assert client.post("/events", json=[event]).status_code == 200
+    top = [i["item_id"] for i in _recommend(client, "saw-only-new", k=5)["items"]]
+    unknown = [i["item_id"] for i in _recommend(client, "saw-only-unknown", k=5)["items"]]  # cold start: popular
+    assert sum(i.startswith("item-2-") for i in top) >= 3, top
+    assert top != unknown
+
+
+def test_posted_items_survive_a_replica_restart(client):
+    from seqrec_ray.serve.local import replica_names, replica_pid
+
+    (name,) = replica_names(APP_NAME, "Ranker")
+    os.kill(replica_pid(name), signal.SIGKILL)  # a crash: the new replica replays the store's item log
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        r = client.post("/rank", json={"user_id": "shopper-of-2", "items": [NEW_ITEM]})
+        if r.status_code == 200 and replica_names(APP_NAME, "Ranker"):
+            break
+        time.sleep(1)
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][0]["new_item"] is True and r.json()["items"][0]["score"] is not None
+    assert _rank_of(client, "shopper-of-2", NEW_ITEM, k=SHOP.items_per_category + 5) is not None
+
+
+def test_a_deleted_item_is_never_recommended_and_posting_it_again_brings_it_back(client):
+    everything = SHOP.categories * SHOP.items_per_category + 1
+    for item in (NEW_ITEM, "item-2-5"):  # a live item and a trained one
+        r = client.delete(f"/items/{item}")
+        assert r.status_code == 200 and r.json() == {"item_id": item, "discontinued": True}
+        assert _rank_of(client, "shopper-of-2", item, k=everything) is None
+        ranked = client.post("/rank", json={"user_id": "shopper-of-2", "items": [item]}).json()["items"][0]
+        assert ranked["discontinued"] is True and ranked["score"] is not None
+    assert client.post("/items", json=[SHOP.item_row(2, "item-2-5")]).status_code == 200
+    assert _rank_of(client, "shopper-of-2", "item-2-5", k=everything) is not None
+    assert _rank_of(client, "shopper-of-2", NEW_ITEM, k=everything) is None  # still discontinued
+
+
+@pytest.mark.parametrize("row, field", [
+    ({"title": "no id"}, "item_id"),
+    ({"item_id": "x", "price": -1.0}, "price"),
+    ({"item_id": "x", "price": "cheap"}, "price"),
+    ({"item_id": "x", "attributes": "red"}, "attributes"),
+    ({"item_id": "x", "colour": "red"}, "colour"),
+    ({"item_id": "x" * 300}, "item_id"),
+])
+def test_a_bad_catalogue_row_gets_a_422_naming_the_field(client, row, field):
+    r = client.post("/items", json=[row])
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert field in body["detail"] and any(field in map(str, e["loc"]) for e in body["errors"])
+    assert client.post("/items", json=[]).status_code == 422
+
+
 def test_a_new_checkpoint_rolls_out_through_user_config_without_failed_requests(app, client, world):
     from ray import serve
 
@@ -369,3 +472,9 @@ def test_a_new_checkpoint_rolls_out_through_user_config_without_failed_requests(
     assert failures == [] and models, "requests must keep succeeding during the roll-out"
     assert models[0].startswith("lstm:serve-test-0@")  # served by the old model until the swap
     assert _recommend(client, "user-9", k=5)["model"].startswith("lstm:serve-test-1@")
+    # The new checkpoint replayed the live catalogue: the re-posted trained item is back and
+    # the discontinued new one stays out (a deleted item the checkpoint lacks takes no row).
+    ranked = client.post("/rank", json={"user_id": "shopper-of-2", "items": ["item-2-5", NEW_ITEM]}).json()["items"]
+    assert {i["item_id"]: (i["known"], i["discontinued"]) for i in ranked} == {"item-2-5": (True, False),
+                                                                               NEW_ITEM: (False, True)}
+    assert client.get("/version").json()["live_items"] == 0

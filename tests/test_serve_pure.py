@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from seqrec_ray.data.vocab import Vocab
 from seqrec_ray.serve.config import ServeConfig
 from seqrec_ray.serve.features import gap_buckets, history_features, left_pad
+from seqrec_ray.serve.live_items import LiveCatalogue
 from seqrec_ray.serve.ranking import (
     Filter,
     RankerModel,
@@ -39,7 +40,8 @@ def tiny_model(embeddings: torch.Tensor) -> RankerModel:
     vocab = tiny_vocab()
     return RankerModel(
         key="k", label="test", embeddings=embeddings,
-        item_category=torch.from_numpy(vocab.item_category), counts=torch.from_numpy(vocab.item_counts), vocab=vocab,
+        item_category=torch.from_numpy(vocab.item_category), counts=torch.from_numpy(vocab.item_counts),
+        catalogue=LiveCatalogue(vocab),
     )
 
 
@@ -241,8 +243,10 @@ def test_bfloat16_catalogue_pass_returns_the_float32_top_k_with_exact_scores():
     n = 50_000
     vocab = Vocab([f"i{j}" for j in range(n)], np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64), ["<pad>", "<oov>"])
     emb = torch.randn(n, 32, generator=gen)
-    exact = RankerModel("k", "t", emb, torch.ones(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64), vocab)
-    fast = RankerModel("k", "t", emb, exact.item_category, exact.counts, vocab, fast_table=fast_table(emb, "bfloat16"))
+    exact = RankerModel("k", "t", emb, torch.ones(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64),
+                        LiveCatalogue(vocab))
+    fast = RankerModel("k", "t", emb, exact.item_category, exact.counts, LiveCatalogue(vocab),
+                       fast_table=fast_table(emb, "bfloat16"))
     users = torch.randn(4, 32, generator=gen)
     filters = [Filter(np.array([5, 6, 7]))] * 4
     for (i32, s32), (ibf, sbf) in zip(catalogue_top_k(exact, users, [20] * 4, filters), catalogue_top_k(fast, users, [20] * 4, filters)):
@@ -292,3 +296,57 @@ def test_every_error_body_is_one_model_whoever_answers():
     anonymous = TestClient(app)
     assert anonymous.get("/openapi.json").status_code == 401
     assert anonymous.get("/healthz").json() == {"status": "ok"}  # probes need no key, and learn nothing else
+
+
+def _update(seq, item_id, item):
+    from seqrec_ray.store.base import ItemUpdate
+
+    return ItemUpdate(seq=seq, item_id=item_id, item=item, updated_at=0.0)
+
+
+def test_the_live_catalogue_replays_adds_updates_and_deletions_in_order():
+    from seqrec_ray.data.catalogue import TokenConfig
+
+    catalogue = LiveCatalogue(tiny_vocab(), TokenConfig(fields=("category", "brand"), buckets=64, max_tokens=4))
+    changes = catalogue.apply([_update(1, "new", {"item_id": "new", "category_id": "y", "brand": "z"}),
+                               _update(2, "b", {"item_id": "b", "brand": "q"}), _update(3, "c", None),
+                               _update(4, "gone", None)])
+    assert changes.added == [6] and changes.replaced == [3] and catalogue.seq == 4
+    assert catalogue.item_indices(["new", "a", "nope"]).tolist() == [6, 2, 1]
+    assert catalogue.raw_id(6) == "new" and catalogue.is_new(6) and not catalogue.is_new(5)
+    assert catalogue.item_category.tolist() == [0, 1, 2, 2, 3, 3, 3]  # the new item's "y"
+    assert catalogue.blocked().tolist() == [False] * 4 + [True, False, False]  # "c" discontinued
+    assert catalogue.is_discontinued("gone", 1) and not catalogue.is_discontinued("nope", 1)
+    again = catalogue.apply([_update(5, "c", {"item_id": "c"}), _update(6, "new", {"item_id": "new", "brand": "w"})])
+    assert again.added == [] and again.replaced == [4, 6] and catalogue.blocked() is None
+    assert catalogue.num_items == 7 and catalogue.live_items == 1
+
+
+def test_an_id_only_catalogue_can_discontinue_items_but_adds_none():
+    catalogue = LiveCatalogue(tiny_vocab())
+    changes = catalogue.apply([_update(1, "new", {"item_id": "new"}), _update(2, "a", None)])
+    assert not changes.vectors_changed and catalogue.item_index("new") == 1 and catalogue.num_items == 6
+    assert catalogue.blocked().tolist() == [False, False, True, False, False, False]
+
+
+def test_the_ranker_scores_live_items_from_the_encoders_content_vectors():
+    from seqrec_ray.data.catalogue import TokenConfig, item_tokens
+    from seqrec_ray.models import EncoderConfig, build_encoder
+    from seqrec_ray.serve.model import ServingModel
+
+    vocab = tiny_vocab()
+    tokens = TokenConfig(fields=("category",), buckets=64, max_tokens=2)
+    encoder = build_encoder(EncoderConfig("gru", num_items=6, dim=8, hidden=8, content_fields=("category",),
+                                          content_buckets=64, max_item_tokens=2)).eval()
+    rows = [{}, {}] + [{"category_id": c} for c in ("x", "x", "y", "y")]
+    encoder.embed.content.set_items(torch.from_numpy(item_tokens(rows, tokens)), torch.ones(6, dtype=torch.bool))
+    serving = ServingModel("k", encoder, vocab, {"encoder": "gru"}, 10, "cpu", LiveCatalogue(vocab, tokens))
+    ranker = RankerModel.from_serving(serving)
+    ranker.apply(serving.catalogue.apply([_update(1, "n", {"item_id": "n", "category_id": "y"})]))
+    assert ranker.embeddings.shape == (7, 8) and ranker.counts.tolist()[-1] == 0
+    with torch.no_grad():
+        expected = encoder.embed.items.weight[1] + encoder.embed.content(torch.tensor([6]))[0]
+    assert torch.allclose(ranker.embeddings[6], expected)  # OOV row + content: no ID of its own
+    ranked = rank_items(ranker, np.ones(8, dtype=np.float32), ["n", "a", "zzz"])
+    assert {r["item_id"]: (r["known"], r["new_item"]) for r in ranked} == {
+        "n": (True, True), "a": (True, False), "zzz": (False, False)}

@@ -234,6 +234,90 @@ def test_sequential_structure_complements_intent_and_repurchases(organic_logs):
     assert consumable.sum() > 50 and repeat_consumable > 3 * repeat_durable + 0.02, (repeat_consumable, repeat_durable)
 
 
+# ---------------------------------------------------------------- the product catalogue
+
+
+def test_catalogue_has_one_row_per_item_with_the_logs_ids_and_prices(organic_logs):
+    from seqrec_ray.data.catalogue import CATALOGUE_SCHEMA
+    from seqrec_ray.sim.catalogue import catalogue_table
+
+    world, table = organic_logs
+    items = catalogue_table(world)
+    assert items.schema.equals(CATALOGUE_SCHEMA) and items.num_rows == SMALL.n_items
+    assert items[S.ITEM_ID].to_pylist() == world.catalogue.item_ids
+    assert all(items[name].null_count == 0 for name in items.column_names)
+    # Same seed, same rows; another seed, other content.
+    assert catalogue_table(World(SMALL)).equals(items)
+    assert not catalogue_table(World(SimConfig(**{**SMALL.to_dict(), "seed": 12})))["title"].equals(items["title"])
+    # Every logged item is a row, with the category and price its events carry.
+    logged = table.group_by(S.ITEM_ID).aggregate([(S.CATEGORY_ID, "min"), (S.CATEGORY_ID, "max"), (S.PRICE, "min")])
+    rows = {r[S.ITEM_ID]: r for r in items.to_pylist()}
+    for r in logged.to_pylist():
+        row = rows[r[S.ITEM_ID]]
+        assert row[S.CATEGORY_ID] == r[f"{S.CATEGORY_ID}_min"] == r[f"{S.CATEGORY_ID}_max"]
+        assert row[S.PRICE] == r[f"{S.PRICE}_min"]
+    assert all(str(row["title"]).startswith(row["brand"] + " ") for row in rows.values())
+
+
+def _content_features(items: pa.Table, fields) -> np.ndarray:
+    """(n, V) one-hot of the tokens the project's own tokeniser reads from each row."""
+    from seqrec_ray.data.catalogue import row_tokens
+
+    per_row = [row_tokens(r, fields) for r in items.to_pylist()]
+    vocab = {t: j for j, t in enumerate(sorted({t for tokens in per_row for t in tokens}))}
+    x = np.zeros((len(per_row), len(vocab)))
+    for i, tokens in enumerate(per_row):
+        x[i, [vocab[t] for t in tokens]] = 1.0
+    return x
+
+
+def test_catalogue_content_reveals_the_hidden_structure():
+    """Brands stay within their category, and content read by the project's tokeniser
+    predicts the taste of items held out of the fit far better than the category alone."""
+    from seqrec_ray.data.catalogue import CONTENT_FIELDS
+    from seqrec_ray.sim.catalogue import catalogue_table
+
+    world = World(SimConfig(seed=5, n_items=3_000, n_categories=20))
+    cat, items = world.catalogue, catalogue_table(world)
+    # Two items of one brand share a category far more often than two random items.
+    brand = np.unique(np.array(items["brand"].to_pylist()), return_inverse=True)[1]
+    pairs = np.bincount(brand * len(cat.cat_names) + cat.category)
+    same_brand = np.bincount(brand)
+    rate = np.sum(pairs * (pairs - 1)) / np.sum(same_brand * (same_brand - 1))
+    chance = np.sum((np.diff(cat.cat_start) / cat.n_items) ** 2)
+    assert rate > 0.5 and rate > 5 * chance, (rate, chance)
+
+    # Ridge regression of the true item embedding on content tokens, fitted on 80% of the
+    # items; on the other 20%, how well do predicted tastes order users' preferences?
+    held = np.random.default_rng(0).random(cat.n_items) < 0.2
+    taste = world.users(np.arange(300)).taste.astype(np.float64)  # (U, d)
+    emb = cat.emb.astype(np.float64)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        w = np.linalg.solve(x[~held].T @ x[~held] + np.eye(x.shape[1]), x[~held].T @ emb[~held])
+        return x[held] @ w  # (held, d)
+
+    def user_correlation(true: np.ndarray, pred: np.ndarray) -> float:
+        """Mean over held-out items of the correlation, across users, of taste . embedding."""
+        a, b = taste @ true.T, taste @ pred.T  # (U, held)
+        a, b = a - a.mean(0), b - b.mean(0)
+        return float(np.mean(np.sum(a * b, 0) / np.sqrt(np.sum(a * a, 0) * np.sum(b * b, 0))))
+
+    content = _content_features(items, CONTENT_FIELDS)
+    by_category = predict(_content_features(items, ("category",)))
+    by_content = predict(content)
+    shuffled = predict(content[np.random.default_rng(1).permutation(cat.n_items)])
+    overall = {name: user_correlation(emb[held], p) for name, p in
+               (("category", by_category), ("content", by_content), ("shuffled", shuffled))}
+    # Within a category (the taste its mean leaves open), content alone tells users apart.
+    within = user_correlation(emb[held] - by_category, by_content - by_category)
+    print(f"same-category rate {rate:.3f} vs chance {chance:.3f}; user correlation "
+          + ", ".join(f"{k} {v:.3f}" for k, v in overall.items()) + f"; within category {within:.3f}")
+    assert overall["category"] > overall["shuffled"] + 0.4, overall
+    assert overall["content"] > overall["category"] + 0.02, overall
+    assert within > 0.3, within
+
+
 # ---------------------------------------------------------------- the job on real Ray
 
 
@@ -280,3 +364,34 @@ def test_simulate_job_writes_shards_and_ground_truth(ray_local, tmp_path, capsys
     assert "--overwrite" in capsys.readouterr().err
     assert job.main(["--users", "0", "--days", "5", "--output", str(tmp_path / "c")]) == 2
     assert "users must be >= 1" in capsys.readouterr().err
+
+
+def test_simulate_job_writes_the_catalogue_beside_the_logs(ray_local, tmp_path, capsys):
+    import importlib.util
+
+    from seqrec_ray.data.catalogue import CATALOGUE_SCHEMA
+    from seqrec_ray.data.readers import read_events
+
+    spec = importlib.util.spec_from_file_location("simulate_job", os.path.join(os.path.dirname(__file__), "..", "jobs", "simulate.py"))
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    args = ["--users", "100", "--days", "3", "--seed", "2", "--items", "90", "--categories", "6"]
+    logs = tmp_path / "run" / "logs"
+    assert job.main(args + ["--output", str(logs)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    path = tmp_path / "run" / "logs.items.parquet"
+    assert summary["items_output"] == str(path) and path.is_file()
+    items = pq.read_table(path)
+    assert items.schema.equals(CATALOGUE_SCHEMA) and items.num_rows == 90
+    events = read_events(str(logs), "events")  # the catalogue is not read as events
+    assert events[S.INVALID_REASON].null_count == events.num_rows
+    assert set(pc.unique(events[S.ITEM_ID]).to_pylist()) <= set(items[S.ITEM_ID].to_pylist())
+    # Another place on request; never inside the logs directory; no silent replacement.
+    elsewhere = tmp_path / "catalogues" / "shop.parquet"
+    assert job.main(args + ["--output", str(tmp_path / "b"), "--items-output", str(elsewhere)]) == 0
+    capsys.readouterr()
+    assert pq.read_table(elsewhere).equals(items)
+    assert job.main(args + ["--output", str(tmp_path / "c"), "--items-output", str(tmp_path / "c" / "items.parquet")]) == 2
+    assert "must not be in the logs directory" in capsys.readouterr().err
+    assert job.main(args + ["--output", str(tmp_path / "d"), "--items-output", str(elsewhere)]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -24,7 +24,13 @@ from seqrec_ray.data import readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.forget import drop_users
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
-from seqrec_ray.data.sequences import N_EVENTS, SequenceConfig, build_raw_sequences, encode_sequences
+from seqrec_ray.data.sequences import (
+    COLD_REMOVED,
+    N_EVENTS,
+    SequenceConfig,
+    build_raw_sequences,
+    encode_sequences,
+)
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
 
 BUCKETS, SEQRAW, COUNTS, HISTORY = "buckets", "seqraw", "counts", "history"
@@ -133,11 +139,12 @@ def encode_bucket(bucket: int, layout: Layout) -> dict:
     """Pass 3 for one bucket: needs ``OUTPUT/vocab`` written; returns its counts."""
     path = layout.work_file(SEQRAW, bucket)
     if not os.path.isfile(path):
-        return {"users": 0, "events": 0, "events_in_sequences": 0}
+        return {"users": 0, "events": 0, "events_in_sequences": 0, "cold_removed": 0}
     raw = pq.read_table(path)
     items = pq.read_table(os.path.join(layout.output, V.VOCAB_DIR, V.ITEMS_FILE))
     categories = pq.read_table(os.path.join(layout.output, V.VOCAB_DIR, V.CATEGORIES_FILE))
     sequences = encode_sequences(raw, items, categories)
     _write(sequences, layout.output_file("sequences", f"{bucket:04d}"))
     return {"users": sequences.num_rows, "events": int(pc.sum(raw[N_EVENTS]).as_py()),
+            "cold_removed": int(pc.sum(raw[COLD_REMOVED]).as_py() or 0),
             "events_in_sequences": int(pc.sum(pc.list_value_length(sequences["items"])).as_py())}

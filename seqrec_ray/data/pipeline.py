@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,6 +35,8 @@ from seqrec_ray.data import forget as F
 from seqrec_ray.data import passes, readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.artifacts import ARTIFACTS_VERSION, MANIFEST
+from seqrec_ray.data.catalogue import CATALOGUE_DIR
+from seqrec_ray.data.catalogue_readers import CATALOGUE_FORMATS
 from seqrec_ray.data.profiles import ProfileConfig
 from seqrec_ray.data.sequences import SequenceConfig
 from seqrec_ray.data.validate import POSITIONAL_TIME_FORMATS, ValidateConfig
@@ -41,7 +44,7 @@ from seqrec_ray.data.vocab import VOCAB_DIR
 from seqrec_ray.store.base import StoredEvent
 
 WORK_DIR = "_work"
-OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, WORK_DIR)
+OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, CATALOGUE_DIR, WORK_DIR)
 BYTES_PER_BUCKET = 32 << 20  # ~1M events per bucket: few buckets, few vocab loads
 
 
@@ -80,6 +83,13 @@ class FeaturizeConfig:
     forget: str | None = field(default=None, metadata={"help": (
         "deletion list: a file of user ids, one per line, whose rows are left out of every "
         "artifact (with --store, the store's forgotten users are left out too)")})
+    items: str | None = field(default=None, metadata={"help": (
+        "item catalogue (item_id + any of title, category_id, brand, price, attributes): its items "
+        "join the vocabulary and OUTPUT/catalogue/ holds their content")})
+    items_format: str = field(default="items", metadata={"help": " | ".join(CATALOGUE_FORMATS)})
+    base_vocab: str | None = field(default=None, metadata={"help": (
+        "grow this earlier vocabulary (artifacts dir or checkpoint): its ids keep their indices, "
+        "new ids follow, so its checkpoints continue with train --init-from")})
 
     def __post_init__(self) -> None:
         if self.format not in readers.FORMATS:
@@ -93,6 +103,8 @@ class FeaturizeConfig:
             raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows!r}")
         if self.history_limit is not None and self.history_limit < 1:
             raise ValueError(f"history_limit must be >= 1, got {self.history_limit!r}")
+        if self.items_format not in CATALOGUE_FORMATS:
+            raise ValueError(f"unknown items_format {self.items_format!r}; known: {', '.join(CATALOGUE_FORMATS)}")
 
     def resolved_validate(self) -> ValidateConfig:
         return self.validate or ValidateConfig.for_format(self.format)
@@ -178,12 +190,48 @@ def _clean_output(output: str) -> None:
     os.makedirs(os.path.join(output, "rejects"), exist_ok=True)
 
 
-def _build_vocab(layout: passes.Layout, buckets: int, config: V.VocabConfig) -> dict:
+def _read_catalogue(config: FeaturizeConfig) -> tuple[pa.Table, pa.Table, int] | None:
+    """(kept rows, rejects, rows read) of ``config.items``; None without one."""
+    if not config.items:
+        return None
+    from seqrec_ray.data.catalogue import CatalogueError, validate_catalogue
+    from seqrec_ray.data.catalogue_readers import read_catalogue
+
+    table = read_catalogue(config.items, config.items_format)
+    kept, rejects = validate_catalogue(table)
+    if not kept.num_rows:
+        raise CatalogueError(f"--items {config.items}: no usable catalogue row ({table.num_rows} read, "
+                             f"{rejects.num_rows} rejected)")
+    return kept, rejects, table.num_rows
+
+
+def _build_vocab(layout: passes.Layout, buckets: int, config: FeaturizeConfig,
+                 catalogue: tuple[pa.Table, pa.Table, int] | None) -> dict:
+    """The vocabulary from the log's counts, then the earlier vocabulary it grows
+    (``base_vocab``) and the catalogue's extra items; writes vocab/ and catalogue/."""
+    from seqrec_ray.data.catalogue import write_catalogue
+
     paths = [layout.work_file(passes.COUNTS, b) for b in range(buckets)]
     pairs = V.combine_counts(pq.read_table(p) for p in paths if os.path.isfile(p))
-    items, categories = V.build_vocabs(pairs, config)
+    items, categories = V.build_vocabs(pairs, config.vocab)
+    if config.base_vocab:
+        items, categories = V.align_to_base(items, categories, config.base_vocab)
+    if catalogue is not None:
+        kept = catalogue[0]
+        items, categories = V.add_catalogue_items(
+            items, categories, zip(kept[S.ITEM_ID].to_pylist(), kept[S.CATEGORY_ID].to_pylist()))
     V.write_vocab(items, categories, layout.output)
-    return {"items": items.num_rows, "categories": categories.num_rows}
+    sizes = {"items": items.num_rows, "categories": categories.num_rows}
+    if catalogue is not None:
+        kept, rejects, rows_read = catalogue
+        index = V.encode(kept[S.ITEM_ID], items).to_numpy()
+        summary = write_catalogue(kept, rejects, index, layout.output, rows_read).to_dict()
+        summary["items_not_in_log"] = int(np.count_nonzero(
+            items[V.COUNT].to_numpy()[index] == 0))
+        summary["input"] = os.path.abspath(config.items)
+        summary["format"] = config.items_format
+        sizes["catalogue"] = summary
+    return sizes
 
 
 def _load_store(url: str, layout: passes.Layout, buckets: int, history_limit: int) -> dict:
@@ -225,7 +273,8 @@ def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) ->
         ("rows_read == rows read-kept + rows_rejected + rows_forgotten", counts["rows_read"],
          _sum(read, "rows_kept") + counts["rows_rejected"] + counts["rows_forgotten"]),
         ("rows bucketed == rows read-kept", _sum(bucketed, "rows_in"), _sum(read, "rows_kept")),
-        ("rows_kept == events in sequences", counts["rows_kept"], _sum(encoded, "events")),
+        ("rows_kept == events in sequences + cold-item training events left out", counts["rows_kept"],
+         _sum(encoded, "events") + sum(r.get("cold_removed", 0) for r in encoded)),
         ("users profiled == users with sequences", _sum(bucketed, "users"),
          _sum(encoded, "users")),
         ("rows_read == rows_kept + rows_rejected + rows_duplicate + rows_forgotten",
@@ -241,10 +290,13 @@ def check_counts(read: list[dict], bucketed: list[dict], encoded: list[dict]) ->
 
 
 def _data_version(files: list[str], config: FeaturizeConfig, by_content: bool = False,
-                  forget_version: str | None = None) -> str:
-    """A short hash of the inputs (path, size and mtime; or their bytes), the config and the
-    deletion list applied (its version: the list file may change under the same path)."""
+                  forget_version: str | None = None, catalogue_version: str | None = None) -> str:
+    """A short hash of the inputs (path, size and mtime; or their bytes), the config, the
+    deletion list applied (its version: the list file may change under the same path) and
+    the catalogue's content."""
     digest = hashlib.sha256()
+    if catalogue_version is not None:
+        digest.update(f"catalogue\0{catalogue_version}\n".encode())
     if forget_version is not None:
         digest.update(f"forget\0{forget_version}\n".encode())
     for f in files:
@@ -328,6 +380,7 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
     """The three passes, the vocabulary, the store load and the manifest; ``fan_out`` runs
     each pass's tasks (on Ray Data, or in this process)."""
     files = readers.list_input_files(config.input, config.format)
+    catalogue = _read_catalogue(config)
     forget_ids = _forget_ids(config)
     buckets = config.num_buckets or _auto_buckets(files)
     layout = passes.Layout(config.output, os.path.join(config.output, WORK_DIR))
@@ -352,7 +405,8 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
                          layout=layout, sequence=sequence, profile=profile,
                          reference_time=reference_time,
                          history_limit=history_limit if config.store else None)
-    vocab_sizes = timer.run("vocab", _build_vocab, layout, buckets, config.vocab)
+    vocab_sizes = timer.run("vocab", _build_vocab, layout, buckets, config, catalogue)
+    catalogue_summary = vocab_sizes.pop("catalogue", None)
     encoded = timer.run("encode", fan_out, passes.encode_bucket, bucket_items, layout=layout)
     counts = check_counts(read, bucketed, encoded)
     store = (timer.run("store", _load_store, config.store, layout, buckets, history_limit)
@@ -370,6 +424,8 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
         "items": vocab_sizes["items"] - S.FIRST_ID_INDEX,
         "categories": vocab_sizes["categories"] - S.FIRST_ID_INDEX,
         "vocab_sizes": vocab_sizes, "split": sequence.split.describe(),
+        "catalogue": catalogue_summary,
+        "cold_item_train_events_removed": sum(r.get("cold_removed", 0) for r in encoded),
         "max_seq_len": sequence.max_seq_len,
         "events_in_sequences": _sum(encoded, "events_in_sequences"),
         "time_range": [min((r["ts_min"] for r in read if r["ts_min"] is not None),
@@ -379,7 +435,8 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
         "stage_seconds": timer.seconds,
         "data_version": _data_version(files, dataclasses.replace(config, input=input_label) if input_label
                                       else config, by_content=input_label is not None,
-                                      forget_version=F.forget_list_version(forget_ids)),
+                                      forget_version=F.forget_list_version(forget_ids),
+                                      catalogue_version=(catalogue_summary or {}).get("version")),
     }
     with open(os.path.join(config.output, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, default=str)

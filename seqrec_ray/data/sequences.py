@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from seqrec_ray import schema as S
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.events import SESSION_INDEX, user_starts
-from seqrec_ray.data.splits import SplitConfig, assign_splits
+from seqrec_ray.data.splits import TRAIN, SplitConfig, assign_splits, cold_item_mask
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = S.SECONDS_PER_DAY
@@ -25,6 +25,7 @@ EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 RAW_ITEMS = "item_ids"
 RAW_CATEGORIES = "category_ids"
 N_EVENTS = "n_events"
+COLD_REMOVED = "n_cold_removed"  # training events of cold items left out (cold-item protocol)
 # Lists carried through encoding unchanged, with their element types.
 TIME_COLUMNS = {"event_types": pa.int8(), "gap_buckets": pa.int8(), "hours": pa.int8(),
                 "weekdays": pa.int8(), "timestamps": pa.float64(), "splits": pa.int8(),
@@ -86,8 +87,9 @@ def _lists(values: pa.Array, offsets: np.ndarray) -> pa.Array:
 def build_raw_sequences(events: pa.Table, config: SequenceConfig) -> pa.Table:
     """Sorted, deduplicated, sessionized events -> one row per user (raw ids).
 
-    Splits are assigned on the full history, then each list keeps the last
-    ``max_seq_len`` events; ``n_events`` is the length before truncation.
+    Splits are assigned on the full history; under the cold-item protocol the training
+    events of cold items are then left out (counted in ``n_cold_removed``); each list keeps
+    the last ``max_seq_len`` remaining events; ``n_events`` counts them before truncation.
     """
     first = user_starts(events)
     group, starts, lengths = _user_layout(first)
@@ -102,8 +104,13 @@ def build_raw_sequences(events: pa.Table, config: SequenceConfig) -> pa.Table:
         "splits": assign_splits(ts, from_end, lengths[group], config.split),
         "sessions": events[SESSION_INDEX].to_numpy().astype(np.int32),
     }
-    keep = from_end < config.max_seq_len
-    kept_lengths = np.minimum(lengths, config.max_seq_len)
+    present = ~((columns["splits"] == TRAIN)
+                & cold_item_mask(events[S.ITEM_ID], config.split.cold_items, config.split.cold_seed))
+    remaining = np.bincount(group[present], minlength=len(starts))
+    rank_from_end = np.zeros(len(ts), dtype=np.int64)  # among a user's remaining events
+    rank_from_end[present] = _rank_from_end(group[present], remaining)
+    keep = present & (rank_from_end < config.max_seq_len)
+    kept_lengths = np.minimum(remaining, config.max_seq_len)
     offsets = np.concatenate([[0], np.cumsum(kept_lengths)])
     mask = pa.array(keep)
     out = {S.USER_ID: events[S.USER_ID].combine_chunks().take(pa.array(starts)),
@@ -111,8 +118,15 @@ def build_raw_sequences(events: pa.Table, config: SequenceConfig) -> pa.Table:
            RAW_CATEGORIES: _lists(events[S.CATEGORY_ID].combine_chunks().filter(mask), offsets)}
     for name, dtype in TIME_COLUMNS.items():
         out[name] = _lists(pa.array(columns[name][keep], dtype), offsets)
-    out[N_EVENTS] = pa.array(lengths.astype(np.int64))
+    out[N_EVENTS] = pa.array(remaining.astype(np.int64))
+    out[COLD_REMOVED] = pa.array((lengths - remaining).astype(np.int64))
     return pa.table(out)
+
+
+def _rank_from_end(group: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """For events sorted by user (``group``), 0 for each user's last one, 1 before it..."""
+    ends = np.cumsum(lengths)
+    return ends[group] - 1 - np.arange(len(group))
 
 
 def encode_sequences(raw: pa.Table, items: pa.Table, categories: pa.Table) -> pa.Table:

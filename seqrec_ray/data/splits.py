@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -23,8 +24,16 @@ class SplitConfig:
     protocol: str = "leave_one_out"
     cutoff: float | None = None  # seconds; temporal only
     valid_cutoff: float | None = None  # seconds, < cutoff; temporal only (None: no valid)
+    # The cold-item protocol: this share of items (picked by a seeded hash of the raw id)
+    # loses every training event, so it is known only from the catalogue at train time.
+    cold_items: float = field(default=0.0, metadata={"help": (
+        "cold-item protocol: this share of items (a seeded hash of the id) loses every training "
+        "event, keeping its valid/test ones, so only its catalogue content is known at train time")})
+    cold_seed: int = field(default=0, metadata={"help": "which items the cold-item protocol picks"})
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.cold_items < 1.0:
+            raise ValueError(f"cold_items must be a fraction in [0, 1), got {self.cold_items!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown split protocol {self.protocol!r}; known: {PROTOCOLS}")
         if self.protocol == "leave_one_out":
@@ -41,10 +50,31 @@ class SplitConfig:
 
     def describe(self) -> dict:
         """What the manifest records under ``split``."""
+        cold = {"cold_items": self.cold_items, "cold_seed": self.cold_seed} if self.cold_items else {}
         if self.protocol == "leave_one_out":
-            return {"protocol": self.protocol}
+            return {"protocol": self.protocol, **cold}
         return {"protocol": self.protocol, "cutoff": self.cutoff,
-                "valid_cutoff": self.valid_cutoff}
+                "valid_cutoff": self.valid_cutoff, **cold}
+
+
+def cold_item_mask(raw_ids, fraction: float, seed: int) -> np.ndarray:
+    """Per raw item id (a pyarrow string array): is it one of the protocol's cold items?
+    A seeded hash of the id, so every bucket, process and rerun picks the same items."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if fraction <= 0:
+        return np.zeros(len(raw_ids), dtype=bool)
+    encoded = pc.dictionary_encode(raw_ids.combine_chunks() if isinstance(raw_ids, pa.ChunkedArray) else raw_ids)
+    values = encoded.dictionary.to_pylist()
+    cold = np.array([_unit_hash(f"{seed}\0{v}") < fraction for v in values] + [False], dtype=bool)
+    codes = pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)
+    return cold[codes]
+
+
+def _unit_hash(text: str) -> float:
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
 
 
 def parse_time(text: str) -> float:

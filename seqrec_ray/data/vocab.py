@@ -250,3 +250,74 @@ def check_same_items(data_dir: str, model_dir: str, what: str = "data") -> None:
         raise ValueError(f"{what} {data_dir} and checkpoint {model_dir} have different item vocabularies: "
                          "item indices mean the checkpoint's items only under its own vocabulary "
                          "(was the data featurized again after training?)")
+
+
+def _raw_ids(table: pa.Table) -> list[str]:
+    return table.sort_by("index")["raw_id"].to_pylist()
+
+
+def _merged_order(first: list[str], then: Iterable[str]) -> list[str]:
+    """``first`` (pad, oov, ids...) in its order, then the ids of ``then`` not in it."""
+    known = set(first[S.FIRST_ID_INDEX:])
+    return first + [raw for raw in dict.fromkeys(then) if raw not in known]
+
+
+def _remapped(items: pa.Table, categories: pa.Table, item_order: list[str], category_order: list[str],
+              item_category_raw: dict[str, str | None]) -> tuple[pa.Table, pa.Table]:
+    """Vocab tables in the given raw-id orders: counts from ``items``/``categories`` (0 for
+    ids they lack), each item's category from ``item_category_raw`` (raw ids)."""
+    item_counts = dict(zip(items["raw_id"].to_pylist()[S.FIRST_ID_INDEX:], items[COUNT].to_pylist()[S.FIRST_ID_INDEX:]))
+    cat_counts = dict(zip(categories["raw_id"].to_pylist()[S.FIRST_ID_INDEX:],
+                          categories[COUNT].to_pylist()[S.FIRST_ID_INDEX:]))
+    cat_index = {raw: i for i, raw in enumerate(category_order) if i >= S.FIRST_ID_INDEX}
+    oov_items, oov_cats = items[COUNT][S.OOV_INDEX].as_py(), categories[COUNT][S.OOV_INDEX].as_py()
+    new_items = pa.table({
+        "index": pa.array(np.arange(len(item_order), dtype=np.int64)),
+        "raw_id": pa.array(item_order, pa.string()),
+        COUNT: pa.array([0, oov_items] + [item_counts.get(r, 0) for r in item_order[S.FIRST_ID_INDEX:]], pa.int64()),
+        "category_index": pa.array([S.PAD_INDEX, S.OOV_INDEX] + [
+            cat_index.get(item_category_raw.get(r), S.OOV_INDEX) for r in item_order[S.FIRST_ID_INDEX:]], pa.int64()),
+    }, schema=ITEM_VOCAB_SCHEMA)
+    new_cats = pa.table({
+        "index": pa.array(np.arange(len(category_order), dtype=np.int64)),
+        "raw_id": pa.array(category_order, pa.string()),
+        COUNT: pa.array([0, oov_cats] + [cat_counts.get(r, 0) for r in category_order[S.FIRST_ID_INDEX:]], pa.int64()),
+    }, schema=CATEGORY_VOCAB_SCHEMA)
+    return new_items, new_cats
+
+
+def _item_categories(items: pa.Table, categories: pa.Table) -> dict[str, str | None]:
+    cat_raw = categories.sort_by("index")["raw_id"].to_pylist()
+    return {raw: (cat_raw[c] if c >= S.FIRST_ID_INDEX else None)
+            for raw, c in zip(items["raw_id"].to_pylist()[S.FIRST_ID_INDEX:],
+                              items["category_index"].to_pylist()[S.FIRST_ID_INDEX:])}
+
+
+def add_catalogue_items(items: pa.Table, categories: pa.Table,
+                        catalogue: Iterable[tuple[str, str | None]]) -> tuple[pa.Table, pa.Table]:
+    """Vocab tables with the catalogue's items and categories that the log lacks appended
+    (count 0, sorted by raw id) after the log's own; an item the log knew without a
+    category takes the catalogue's. ``catalogue``: (raw item id, raw category id or None)."""
+    pairs = dict(catalogue)
+    known = _item_categories(items, categories)
+    item_category = {**{r: c for r, c in pairs.items() if c is not None}, **{r: c for r, c in known.items() if c is not None}}
+    item_order = _merged_order(_raw_ids(items), sorted(pairs))
+    category_order = _merged_order(_raw_ids(categories), sorted({c for c in pairs.values() if c is not None}))
+    return _remapped(items, categories, item_order, category_order, item_category)
+
+
+def align_to_base(items: pa.Table, categories: pa.Table, base_dir: str) -> tuple[pa.Table, pa.Table]:
+    """Grow an earlier vocabulary (``base_dir``: artifacts or a checkpoint) with the new
+    tables: every earlier id keeps its index (also one absent now, with count 0), new ids
+    follow in their own order, counts are the new ones. Checkpoints of the earlier
+    vocabulary then grow into this one (``train --init-from``)."""
+    base = os.path.join(base_dir, VOCAB_DIR)
+    if not os.path.isdir(base):
+        raise FileNotFoundError(f"--base-vocab {base_dir}: no {VOCAB_DIR}/ (an artifacts directory or checkpoint)")
+    base_items = pq.read_table(os.path.join(base, ITEMS_FILE))
+    base_categories = pq.read_table(os.path.join(base, CATEGORIES_FILE))
+    item_order = _merged_order(_raw_ids(base_items), _raw_ids(items)[S.FIRST_ID_INDEX:])
+    category_order = _merged_order(_raw_ids(base_categories), _raw_ids(categories)[S.FIRST_ID_INDEX:])
+    item_category = {**_item_categories(base_items, base_categories),
+                     **{r: c for r, c in _item_categories(items, categories).items() if c is not None}}
+    return _remapped(items, categories, item_order, category_order, item_category)

@@ -19,7 +19,8 @@ class SequenceEncoder(nn.Module):
     config: EncoderConfig
 
     def item_embeddings(self) -> torch.Tensor:
-        return self.embed.items.weight  # (V, D)
+        """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
+        return self.embed.item_table()
 
     def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """One user vector per row from the most recent (last) position: (B, D)."""

@@ -16,6 +16,8 @@ OOV_INDEX = 1
 FIRST_ITEM_INDEX = 2  # item indices 0 (pad) and 1 (oov) are never ranked or predicted
 # The per-position input features of every encoder, in this order (schema.SEQUENCE_FEATURES).
 SEQUENCE_FEATURES = ("items", "event_types", "categories", "gap_buckets")
+# Item content fields (seqrec_ray.data.catalogue.CONTENT_FIELDS).
+CONTENT_FIELDS = ("category", "brand", "price", "attributes", "title")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,30 @@ class EncoderConfig:
     use_event_type: bool = True
     use_gap: bool = True
     use_category: bool = True
+    # Item content (models/items.py): the catalogue fields whose hashed tokens add to each
+    # item's vector; () = ID embeddings only.
+    content_fields: tuple[str, ...] = ()
+    content_buckets: int = 1 << 16  # hashed-token table rows
+    max_item_tokens: int = 32  # content tokens kept per item
+    id_dropout: float = 0.0  # share of known items read as OOV while training (content only)
+
+    @property
+    def uses_content(self) -> bool:
+        return bool(self.content_fields)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "content_fields", tuple(self.content_fields))
+        unknown = sorted(set(self.content_fields) - set(CONTENT_FIELDS))
+        if unknown:
+            raise ValueError(f"content_fields: unknown {unknown}; known: {', '.join(CONTENT_FIELDS)}")
+        for name in ("content_buckets", "max_item_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout!r}")
+        if self.id_dropout and not self.content_fields:
+            raise ValueError("id_dropout needs content_fields: without content a dropped item has no vector")
         if self.encoder not in ENCODER_NAMES:
             raise ValueError(f"encoder must be one of {ENCODER_NAMES}, got {self.encoder!r}")
         if self.num_items < 3:

@@ -6,15 +6,17 @@ import torch
 from torch import nn
 
 from .config import NUM_EVENT_TYPES, NUM_GAP_BUCKETS, EncoderConfig
+from .items import ItemContent
 
 
 class InputEmbedding(nn.Module):
-    """Sums the enabled embeddings of each position; the item table doubles as output table."""
+    """Sums the enabled embeddings of each position; the item vectors double as output table."""
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.items = nn.Embedding(config.num_items, config.dim, padding_idx=0)
+        self.content = ItemContent(config) if config.uses_content else None
         self.event_types = nn.Embedding(NUM_EVENT_TYPES, config.dim, padding_idx=0) if config.use_event_type else None
         self.gaps = nn.Embedding(NUM_GAP_BUCKETS, config.dim, padding_idx=0) if config.use_gap else None
         self.categories = (
@@ -22,8 +24,20 @@ class InputEmbedding(nn.Module):
         )
         self.dropout = nn.Dropout(config.emb_dropout)
 
+    def item_vectors(self, idx: torch.Tensor) -> torch.Tensor:
+        """Item indices of any shape -> (..., D): the ID row, plus content when enabled."""
+        if self.content is None:
+            return self.items(idx)
+        return self.items(self.content.id_rows(idx)) + self.content(idx)
+
+    def item_table(self) -> torch.Tensor:
+        """Every item's vector, (V, D): the output scoring table."""
+        if self.content is None:
+            return self.items.weight
+        return self.item_vectors(torch.arange(self.content.num_rows, device=self.items.weight.device))
+
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = self.items(features["items"])  # (B, T, D)
+        x = self.item_vectors(features["items"])  # (B, T, D)
         # Side features are optional per batch too: a caller without them gets the item part.
         for table, key in ((self.event_types, "event_types"), (self.gaps, "gap_buckets"), (self.categories, "categories")):
             if table is not None and key in features:

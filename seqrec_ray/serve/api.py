@@ -32,6 +32,9 @@ from .schemas import (
     EventsResponse,
     ForgetResponse,
     HealthResponse,
+    ItemDeletedResponse,
+    ItemIn,
+    ItemsResponse,
     ProfileResponse,
     RankResponse,
     RecommendResponse,
@@ -59,6 +62,8 @@ class Service(Protocol):
     async def post_events(self, events: list[EventIn]) -> EventsResponse: ...
     async def profile(self, user_id: str) -> ProfileResponse: ...
     async def forget(self, user_id: str) -> ForgetResponse: ...
+    async def post_items(self, items: list[ItemIn]) -> ItemsResponse: ...
+    async def delete_item(self, item_id: str) -> ItemDeletedResponse: ...
     async def health(self) -> HealthResponse: ...
     async def version(self) -> VersionResponse: ...
 
@@ -72,6 +77,7 @@ def build_http_app(service: Service, config: ServeConfig, api_key: str | None) -
     errors = _error_responses(401 if api_key else None)
     _add_ranking_routes(app, service, config, auth, errors)
     _add_user_routes(app, service, auth, errors)
+    _add_item_routes(app, service, config, auth, errors)
 
     @app.get("/healthz", operation_id="health", response_model=HealthResponse,
              responses={503: {"model": HealthResponse, "description": "a stage is not answering"}})
@@ -145,6 +151,27 @@ def _add_user_routes(app: FastAPI, service: Service, auth: list, errors: Callabl
         it was done. Afterwards the user is unknown (the profile is a 404, /recommend a
         cold start) and later events start a new history. An unknown user is a 200 too."""
         return await service.forget(user_id)
+
+
+def _add_item_routes(app: FastAPI, service: Service, config: ServeConfig, auth: list, errors: Callable) -> None:
+    items_in = Annotated[list[ItemIn], Body(min_length=1, max_length=config.max_posted_items,
+                                            description="catalogue rows, at most the service's max_posted_items")]
+    item_id_in = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="raw item id")]
+
+    @app.post("/items", operation_id="post_items", response_model=ItemsResponse, responses=errors(*BODY_ERRORS),
+              dependencies=auth)
+    async def post_items(items: items_in) -> ItemsResponse:
+        """Add products to the catalogue, or replace a product's content. Answered once the
+        store has committed them; from the next request on they are scored from their
+        content and recommendable (``new_item: true``), with no retraining or restart."""
+        return await service.post_items(items)
+
+    @app.delete("/items/{item_id}", operation_id="delete_item", response_model=ItemDeletedResponse,
+                responses=errors(422), dependencies=auth)
+    async def delete_item(item_id: item_id_in) -> ItemDeletedResponse:
+        """Stop recommending a product (discontinued); posting it again brings it back.
+        /rank still scores it when asked, flagged ``discontinued``."""
+        return await service.delete_item(item_id)
 
 
 def _error_responses(auth_status: int | None) -> Callable[..., dict[int | str, dict[str, Any]]]:

@@ -40,6 +40,7 @@ class ServeConfig:
     max_items: int = 1000  # candidates per /rank request
     max_events: int = 1000  # events per /events request
     max_categories: int = 100
+    max_posted_items: int = 1000  # catalogue rows per POST /items
     max_body_bytes: int = 1 << 20
     reasons_per_item: int = 2
     ingress_batch_size: int = 32  # /recommend requests that travel the chain together
@@ -65,7 +66,7 @@ class ServeConfig:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         for name in (
-            "history_limit", "max_k", "max_items", "max_events", "max_categories",
+            "history_limit", "max_k", "max_items", "max_events", "max_categories", "max_posted_items",
             "max_body_bytes", "reasons_per_item", "ingress_batch_size",
             "ingress_batches_in_flight", "encoder_batch_size",
         ):

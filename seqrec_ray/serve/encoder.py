@@ -9,6 +9,7 @@ import torch
 from ray import serve
 
 from .config import ServeConfig, resolve_device
+from .live_items import sync_catalogue
 from .model import ServingModel, encode_histories, load_serving_model
 
 logger = logging.getLogger("ray.serve")
@@ -23,7 +24,10 @@ class UserEncoder:
     """
 
     def __init__(self, config: ServeConfig) -> None:
+        from seqrec_ray.store import open_store
+
         self._config = config
+        self._store = open_store(config.store)  # its item log: histories may hold live items
         self._device = resolve_device(config.device)
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
@@ -48,6 +52,7 @@ class UserEncoder:
 
     def _encode(self, histories: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         model = self._model  # the whole batch uses one model even if a swap lands meanwhile
+        model.apply(sync_catalogue(self._store, model.catalogue))
         vectors = encode_histories(model, histories)  # (B, D)
         # ``used``: how many of the latest events the model saw (for the ranker's reasons).
         return [

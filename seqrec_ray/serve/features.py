@@ -7,13 +7,16 @@ served from the store looks to the model like the sequences it was trained on.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from seqrec_ray.data.padding import pad_rows
 from seqrec_ray.data.vocab import Vocab
+
+if TYPE_CHECKING:
+    from .live_items import LiveCatalogue
 from seqrec_ray.schema import EVENT_TYPE_INDEX, FIRST_EVENT_BUCKET, SEQUENCE_FEATURES, gap_bucket_of
 
 
@@ -29,10 +32,11 @@ def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
     return np.concatenate([[FIRST_EVENT_BUCKET], gap_bucket_of(np.diff(ts))]).astype(np.int64)
 
 
-def history_features(history: Sequence[Mapping[str, Any]], vocab: Vocab, max_len: int) -> dict[str, np.ndarray]:
+def history_features(history: Sequence[Mapping[str, Any]], vocab: Vocab | LiveCatalogue, max_len: int) -> dict[str, np.ndarray]:
     """Events (oldest first, ``StoredEvent.as_dict()`` shape) -> the last ``max_len`` positions.
 
-    Unknown items map to OOV (1). As in featurize, an event's category is its own
+    Unknown items map to OOV (1); ``vocab`` may be a LiveCatalogue, which also knows the
+    items posted live. As in featurize, an event's category is its own
     ``category_id`` (OOV when unknown) and, for an event without one, its item's category. Gaps are computed over the whole
     fetched history before truncation, so the oldest kept event keeps its real gap.
     """

@@ -27,6 +27,9 @@ from .schemas import (
     EventsResponse,
     ForgetResponse,
     HealthResponse,
+    ItemDeletedResponse,
+    ItemIn,
+    ItemsResponse,
     ProfileResponse,
     RankRequest,
     RankResponse,
@@ -112,6 +115,14 @@ class Ingress:
         removed = await self._fetcher.forget.remote(user_id)
         return ForgetResponse(user_id=user_id, forgotten=True, events_removed=removed)
 
+    async def post_items(self, items: list[ItemIn]) -> ItemsResponse:
+        rows = [item.model_dump() for item in items]
+        return ItemsResponse(accepted=await self._fetcher.put_items.remote(rows))
+
+    async def delete_item(self, item_id: str) -> ItemDeletedResponse:
+        await self._fetcher.delete_items.remote([item_id])
+        return ItemDeletedResponse(item_id=item_id, discontinued=True)
+
     async def health(self) -> HealthResponse:
         """Every stage answers; what they hold (paths, counts) is for /version, behind the key."""
         try:
@@ -126,4 +137,5 @@ class Ingress:
             self._encoder.version.remote(), self._ranker.version.remote(), self._fetcher.counts.remote()
         )
         return VersionResponse(model=encoder, vocab=encoder["vocab"], data_version=encoder.get("data_version"),
-                               ranker_checkpoints=ranker["loaded"], store=StoreCounts(**counts))
+                               ranker_checkpoints=ranker["loaded"], live_items=ranker["live_items"],
+                               store=StoreCounts(**counts))

@@ -13,6 +13,7 @@ import torch
 from seqrec_ray.data.vocab import Vocab
 
 from .features import history_features, left_pad
+from .live_items import CatalogueChanges, LiveCatalogue
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,28 @@ class ServingModel:
     info: dict[str, Any]  # what /version reports
     max_len: int
     device: str
+    catalogue: LiveCatalogue  # the vocabulary plus items posted since (live_items.py)
+
+    @property
+    def has_content(self) -> bool:
+        return self.catalogue.token_config is not None
+
+    def apply(self, changes: CatalogueChanges | None) -> None:
+        """Give the encoder the content of items added or updated live."""
+        if changes is None or not changes.vectors_changed:
+            return
+        content = self.encoder.embed.content
+        if changes.added:
+            content.extend(torch.from_numpy(changes.added_tokens).to(self.device))
+        if changes.replaced:
+            content.replace(torch.tensor(changes.replaced, dtype=torch.int64),
+                            torch.from_numpy(changes.replaced_tokens).to(self.device))
 
 
 def load_serving_model(path: str, device: str) -> ServingModel:
     """Load a checkpoint directory (weights_only) for serving on ``device``."""
     from seqrec_ray.train.checkpoint import load_checkpoint
+    from seqrec_ray.train.content import token_config
 
     ckpt_dir = Path(path).expanduser().resolve()
     if not ckpt_dir.is_dir():
@@ -40,7 +58,9 @@ def load_serving_model(path: str, device: str) -> ServingModel:
             f"{loaded.model_config.num_items}"
         )
     info = version_info(ckpt_dir, loaded.meta, loaded.model_config, vocab)
-    return ServingModel(str(ckpt_dir), loaded.model, vocab, info, loaded.model_config.max_len, device)
+    tokens = token_config(loaded.model_config) if loaded.model_config.uses_content else None
+    return ServingModel(str(ckpt_dir), loaded.model, vocab, info, loaded.model_config.max_len, device,
+                        LiveCatalogue(vocab, tokens))
 
 
 def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: Vocab) -> dict[str, Any]:
@@ -48,6 +68,7 @@ def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: Vocab) ->
         "checkpoint": str(ckpt_dir),
         "encoder": model_config.encoder,
         "dim": model_config.dim,
+        "item_content": list(model_config.content_fields),
         "max_len": model_config.max_len,
         "run_name": meta.get("run_name"),
         "epoch": meta.get("epoch"),
@@ -80,6 +101,6 @@ def encode_histories(model: ServingModel, histories: list[list[dict[str, Any]]])
     """Users' stored histories (oldest first, each non-empty) -> (B, D) float32 user vectors."""
     if any(len(h) == 0 for h in histories):
         raise ValueError("every history must hold at least one event (empty ones are a cold start)")
-    rows = [history_features(h, model.vocab, model.max_len) for h in histories]
+    rows = [history_features(h, model.catalogue, model.max_len) for h in histories]
     features = {k: v.to(model.device) for k, v in left_pad(rows).items()}  # (B, T)
     return model.encoder.encode(features).float().cpu().numpy()  # (B, D)

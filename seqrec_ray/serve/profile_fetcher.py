@@ -1,4 +1,6 @@
-"""ProfileFetcher deployment: the only stage that touches the profile/history store."""
+"""ProfileFetcher deployment: the stage that reads profiles and histories and writes to
+the store (events, deletions, catalogue updates). Encoders and rankers only read the
+store's item log, to replay the live catalogue (live_items.py)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,13 @@ class ProfileFetcher:
         removed = self._store.forget_user(user_id)
         logger.info("forgot %s: %d events removed", user_ref(user_id, self._log_user_ids), removed)
         return removed
+
+    async def put_items(self, items: list[dict[str, Any]]) -> int:
+        """Add or update catalogue rows; returns after the store has committed them."""
+        return self._store.put_items(items)
+
+    async def delete_items(self, item_ids: list[str]) -> int:
+        return self._store.delete_items(item_ids)
 
     async def ping(self) -> int:
         return self._store.stats().events

@@ -11,6 +11,7 @@ import torch
 from ray import serve
 
 from .config import ServeConfig, resolve_device
+from .live_items import sync_catalogue
 from .model import load_serving_model
 from .ranking import RankerModel, rank_items, recommend_batch
 
@@ -23,10 +24,14 @@ KEEP_MODELS = 2
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 class Ranker:
-    """Scores with the item table of the same checkpoint the user vector came from."""
+    """Scores with the item table of the same checkpoint the user vector came from, kept in
+    step with the store's live catalogue (items posted or discontinued since it loaded)."""
 
     def __init__(self, config: ServeConfig) -> None:
+        from seqrec_ray.store import open_store
+
         self._config = config
+        self._store = open_store(config.store)
         self._device = resolve_device(config.device)
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
@@ -53,8 +58,11 @@ class Ranker:
         # A vector from a checkpoint this replica has not loaded yet (the encoder switched
         # first): load it on demand rather than score it against the wrong item table.
         if checkpoint is None or checkpoint == self._current.key:
-            return self._current
-        return self._models.get(checkpoint) or self._load(checkpoint)
+            model = self._current
+        else:
+            model = self._models.get(checkpoint) or self._load(checkpoint)
+        model.apply(sync_catalogue(self._store, model.catalogue))
+        return model
 
     async def recommend_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A batch of requests the ingress gathered, scored in one pass per checkpoint.
@@ -75,7 +83,9 @@ class Ranker:
         return {"items": rank_items(model, request.get("vector"), request["items"]), "model": model.label}
 
     def version(self) -> dict[str, Any]:
-        return {"current": self._current.key, "loaded": list(self._models), "device": self._device}
+        self._model_for(None)  # the live-item count as of now
+        return {"current": self._current.key, "loaded": list(self._models), "device": self._device,
+                "live_items": self._current.catalogue.live_items}
 
 
 def load_key(path: str) -> str:

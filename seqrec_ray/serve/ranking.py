@@ -18,6 +18,7 @@ from seqrec_ray.models import scoring
 from seqrec_ray.schema import FIRST_ID_INDEX
 
 from .config import SCORE_DTYPES
+from .live_items import CatalogueChanges, LiveCatalogue
 from .model import ServingModel, model_label
 
 # How a reason names an event; stronger signals first when one item has several events.
@@ -34,9 +35,13 @@ class Filter:
     categories: np.ndarray | None = None  # (C,) int64; None = every category
 
 
-def mask_invalid(scores: torch.Tensor, filters: Sequence[Filter], item_category: torch.Tensor) -> torch.Tensor:
-    """Set pad, oov, excluded and off-category items to -inf, in place. scores: (B, V)."""
+def mask_invalid(scores: torch.Tensor, filters: Sequence[Filter], item_category: torch.Tensor,
+                 blocked: torch.Tensor | None = None) -> torch.Tensor:
+    """Set pad, oov, discontinued (``blocked``, (V,) bool), excluded and off-category items
+    to -inf, in place. scores: (B, V)."""
     scoring.mask_unrankable(scores)
+    if blocked is not None:
+        scores.masked_fill_(blocked.to(scores.device).unsqueeze(0), float("-inf"))
     if any(len(f.exclude) for f in filters):
         exclude = torch.from_numpy(pad_rows([f.exclude for f in filters], "right"))  # (B, E), 0-padded
         scoring.mask_items(scores, exclude)
@@ -48,13 +53,14 @@ def mask_invalid(scores: torch.Tensor, filters: Sequence[Filter], item_category:
 
 
 def top_k(
-    scores: torch.Tensor, ks: Sequence[int], filters: Sequence[Filter], item_category: torch.Tensor
+    scores: torch.Tensor, ks: Sequence[int], filters: Sequence[Filter], item_category: torch.Tensor,
+    blocked: torch.Tensor | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per row the best ``ks[b]`` allowed items: (indices, scores), best first.
 
     Fewer than k come back when fewer items pass the filters; masked items never do.
     """
-    scores = mask_invalid(scores, filters, item_category)  # (B, V)
+    scores = mask_invalid(scores, filters, item_category, blocked)  # (B, V)
     values, indices = scoring.top_k(scores, max(ks))  # (B, max k)
     out = []
     for row_values, row_indices, k in zip(values, indices, ks):
@@ -63,9 +69,10 @@ def top_k(
     return out
 
 
-def popular(counts: torch.Tensor, k: int, f: Filter, item_category: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def popular(counts: torch.Tensor, k: int, f: Filter, item_category: torch.Tensor,
+            blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cold start: the most frequent allowed items, scored by their training-log count."""
-    return top_k(counts.to(torch.float32).unsqueeze(0).clone(), [k], [f], item_category)[0]
+    return top_k(counts.to(torch.float32).unsqueeze(0).clone(), [k], [f], item_category, blocked)[0]
 
 
 def rank_candidates(
@@ -125,9 +132,10 @@ def reason_text(contributions: Sequence[tuple[str, str, float]]) -> str:
     return ", ".join(f"{VERBS.get(t, t)} {raw}" for raw, t, _ in contributions)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RankerModel:
-    """What ranking needs from a checkpoint, on the ranker's device.
+    """What ranking needs from a checkpoint, on the ranker's device, kept in step with the
+    live catalogue (``apply``: rows for items posted since the checkpoint).
 
     ``fast_table`` (optional, bfloat16): a half-size copy of the item table for the
     full-catalogue pass, which reads every row per request and is bound by memory
@@ -139,8 +147,9 @@ class RankerModel:
     embeddings: torch.Tensor  # (V, D) float32
     item_category: torch.Tensor  # (V,) int64
     counts: torch.Tensor  # (V,) int64
-    vocab: Vocab
+    catalogue: LiveCatalogue
     fast_table: torch.Tensor | None = None  # (V, D) bfloat16
+    serving: ServingModel | None = None  # the encoder whose content vectors new items get
 
     @classmethod
     def from_serving(cls, model: ServingModel, score_dtype: str = "float32") -> RankerModel:
@@ -153,9 +162,38 @@ class RankerModel:
             embeddings=embeddings,
             item_category=torch.tensor(model.vocab.item_category, dtype=torch.int64, device=device),
             counts=torch.tensor(model.vocab.item_counts, dtype=torch.int64, device=device),
-            vocab=model.vocab,
+            catalogue=model.catalogue,
             fast_table=fast_table(embeddings, score_dtype),
+            serving=model,
         )
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.catalogue.vocab
+
+    def blocked(self) -> torch.Tensor | None:
+        return self.catalogue.blocked(self.embeddings.device)
+
+    def apply(self, changes: CatalogueChanges | None) -> None:
+        """Score rows for items added or updated live: their content vectors (no ID row)."""
+        if changes is None or self.serving is None:
+            return
+        self.serving.apply(changes)
+        if changes.vectors_changed:
+            with torch.no_grad():
+                rows = torch.tensor(changes.added + changes.replaced, dtype=torch.int64, device=self.embeddings.device)
+                vectors = self.serving.encoder.embed.item_vectors(rows).float()  # (N, D)
+            n_added = len(changes.added)
+            table = torch.cat([self.embeddings, vectors[:n_added]]) if n_added else self.embeddings
+            if changes.replaced:
+                table[rows[n_added:]] = vectors[n_added:]
+            self.embeddings = table.contiguous()
+            if self.fast_table is not None:
+                self.fast_table = self.embeddings.to(torch.bfloat16).contiguous()
+            if n_added:
+                self.counts = torch.cat([self.counts, torch.zeros(n_added, dtype=self.counts.dtype,
+                                                                  device=self.counts.device)])
+        self.item_category = torch.from_numpy(self.catalogue.item_category).to(self.embeddings.device)
 
 
 def fast_table(embeddings: torch.Tensor, score_dtype: str) -> torch.Tensor | None:
@@ -174,9 +212,10 @@ def catalogue_top_k(
     pushed a true top-k item below the shortlist's end.
     """
     if model.fast_table is None:
-        return top_k(scoring.catalogue_scores(users, model.embeddings), ks, filters, model.item_category)  # (B, V) scores
+        return top_k(scoring.catalogue_scores(users, model.embeddings), ks, filters, model.item_category,
+                     model.blocked())  # (B, V) scores
     scores = scoring.catalogue_scores(users.to(torch.bfloat16), model.fast_table)  # (B, V) bfloat16, ranked as is
-    shortlists = top_k(scores, [k + SHORTLIST_MARGIN for k in ks], filters, model.item_category)
+    shortlists = top_k(scores, [k + SHORTLIST_MARGIN for k in ks], filters, model.item_category, model.blocked())
     out = []
     for user, k, (idx, _) in zip(users, ks, shortlists):
         exact = (model.embeddings[torch.from_numpy(idx).to(user.device)] @ user).double().cpu().numpy()  # (S,)
@@ -224,14 +263,18 @@ def recommend_batch(model: RankerModel, queries: Sequence[RecommendQuery], per_i
             results[i] = pick
     out = []
     for q, f, res in zip(queries, filters, results):
-        indices, scores = res if res is not None else popular(model.counts, q.k, f, model.item_category)
+        indices, scores = res if res is not None else popular(model.counts, q.k, f, model.item_category,
+                                                              model.blocked())
         out.append(_with_reasons(model, q, indices, scores, per_item))
     return out
 
 
 def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[str]) -> list[dict]:
-    """Exactly ``items``, best first; unknown items last in their given order (score None)."""
-    candidates = model.vocab.item_indices(items)
+    """Exactly ``items``, best first; unknown items last in their given order (score None).
+    An item posted live is scored from its content (``new_item``); a discontinued one is
+    still scored (the caller asked for it) and flagged."""
+    catalogue = model.catalogue
+    candidates = catalogue.item_indices(items)
     user = None if vector is None else torch.from_numpy(np.asarray(vector)).to(model.embeddings)
     order, scores = rank_candidates(user, model.embeddings, candidates, model.counts)
     return [
@@ -239,28 +282,32 @@ def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[st
             "item_id": items[j],
             "score": None if np.isnan(scores[j]) else float(scores[j]),
             "known": bool(candidates[j] >= FIRST_ID_INDEX),
+            "new_item": bool(catalogue.is_new(int(candidates[j]))),
+            "discontinued": catalogue.is_discontinued(items[j], int(candidates[j])),
         }
         for j in order
     ]
 
 
 def _filter(model: RankerModel, q: RecommendQuery) -> Filter:
-    exclude = model.vocab.item_indices(q.exclude)
-    categories = None if q.categories is None else np.asarray(model.vocab.known_categories(q.categories), dtype=np.int64)
+    exclude = model.catalogue.item_indices(q.exclude)
+    categories = None if q.categories is None else np.asarray(model.catalogue.known_categories(q.categories), dtype=np.int64)
     return Filter(exclude=exclude[exclude >= FIRST_ID_INDEX], categories=categories)
+
+
+def _item(model: RankerModel, index: int, score: float, reason: str, because: list[dict]) -> dict:
+    return {"item_id": model.catalogue.raw_id(index), "score": score, "reason": reason, "because": because,
+            "new_item": model.catalogue.is_new(index)}
 
 
 def _with_reasons(model: RankerModel, q: RecommendQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
     if q.vector is None:
-        return [
-            {"item_id": model.vocab.item_raw_ids[i], "score": float(s), "reason": "popular item", "because": []}
-            for i, s in zip(indices.tolist(), scores.tolist())
-        ]
-    history_items = model.vocab.item_indices(raw for raw, _ in q.history)
+        return [_item(model, i, float(s), "popular item", []) for i, s in zip(indices.tolist(), scores.tolist())]
+    history_items = model.catalogue.item_indices(raw for raw, _ in q.history)
     contributions = explain(indices, history_items, [t for _, t in q.history], model.embeddings, per_item)
     out = []
     for i, s, contrib in zip(indices.tolist(), scores.tolist(), contributions):
-        because = [{"item_id": model.vocab.item_raw_ids[h], "event_type": t, "weight": w} for h, t, w in contrib]
+        because = [{"item_id": model.catalogue.raw_id(h), "event_type": t, "weight": w} for h, t, w in contrib]
         reason = reason_text([(b["item_id"], b["event_type"], b["weight"]) for b in because])
-        out.append({"item_id": model.vocab.item_raw_ids[i], "score": float(s), "reason": reason, "because": because})
+        out.append(_item(model, i, float(s), reason, because))
     return out

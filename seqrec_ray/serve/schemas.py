@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from seqrec_ray.data.catalogue import MAX_ATTRIBUTES, MAX_TEXT_LENGTH
 from seqrec_ray.schema import EVENT_TYPES, MAX_ID_LENGTH
 
 MAX_QUERY_LENGTH = 1000
@@ -73,6 +74,20 @@ class EventIn(_Strict):
     category_id: RawId | None = None
     price: StrictFloat | None = Field(None, ge=0, allow_inf_nan=False)
     query: str | None = Field(None, max_length=MAX_QUERY_LENGTH)
+
+
+Token = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class ItemIn(_Strict):
+    """One catalogue row: an item to add, or the new content of a known one."""
+
+    item_id: RawId
+    title: str | None = Field(None, max_length=MAX_TEXT_LENGTH)
+    category_id: RawId | None = None
+    brand: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    price: StrictFloat | None = Field(None, ge=0, allow_inf_nan=False)
+    attributes: list[Token] | None = Field(None, max_length=MAX_ATTRIBUTES, description="content tokens, e.g. attribute ids")
 
 
 class RecommendRequest(_Strict):
@@ -137,6 +152,7 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str
     because: list[Contribution]
+    new_item: bool = Field(description="posted to /items after the model was trained: scored from its content")
 
 
 class RecommendResponse(BaseModel):
@@ -150,6 +166,8 @@ class RankedItem(BaseModel):
     item_id: str
     score: float | None = Field(description="null for an item the model does not know")
     known: bool
+    new_item: bool = Field(description="posted to /items after the model was trained: scored from its content")
+    discontinued: bool = Field(description="deleted from the catalogue (DELETE /items/{item_id}): never recommended")
 
 
 class RankResponse(BaseModel):
@@ -158,6 +176,15 @@ class RankResponse(BaseModel):
     query: str | None
     items: list[RankedItem]
     model: str
+
+
+class ItemsResponse(BaseModel):
+    accepted: int = Field(description="distinct items written (a repeated id counts once: its last row wins)")
+
+
+class ItemDeletedResponse(BaseModel):
+    item_id: str
+    discontinued: Literal[True]
 
 
 class EventsResponse(BaseModel):
@@ -189,6 +216,7 @@ class VersionResponse(BaseModel):
     vocab: dict[str, Any]
     data_version: str | None
     ranker_checkpoints: list[str]
+    live_items: int = Field(description="items posted to /items that the served checkpoint was not trained on")
     store: StoreCounts
 
 

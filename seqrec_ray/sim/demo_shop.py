@@ -61,3 +61,20 @@ class DemoShop:
                     timestamp=self.start_time + u * 10_000 + j * 60.0, category_id=f"cat-{category}",
                 ))
         return out
+
+    def item_row(self, category: int, name: str) -> dict:
+        """A catalogue row for an item of ``category`` (a brand and words of its own)."""
+        kind = PRODUCT_TYPES[category % len(PRODUCT_TYPES)]
+        return {"item_id": name, "title": f"{BRANDS[category % len(BRANDS)]} {kind} {name.rsplit('-', 1)[-1]}",
+                "category_id": f"cat-{category}", "brand": BRANDS[category % len(BRANDS)],
+                "price": float(10 * (category + 1)), "attributes": [kind, f"line-{category}"]}
+
+    def catalogue(self) -> list[dict]:
+        """Every item's catalogue row: what a category's items share is what a model can
+        read from an item it never saw (the shop's items are listed in order)."""
+        return [self.item_row(c, self.item_id(c, p)) for c in range(self.categories)
+                for p in range(self.items_per_category)]
+
+
+BRANDS = ("acme", "birch", "corvo", "delta", "ember", "fjord", "gala", "halo")
+PRODUCT_TYPES = ("kettle", "sneaker", "lamp", "scarf", "backpack", "mug", "pillow", "jacket")

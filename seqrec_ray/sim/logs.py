@@ -4,9 +4,14 @@ Layout (docs/contracts.md §5):
 
     DIR/part-00000.parquet ...             EVENT_SCHEMA rows, sorted by user then time
     DIR/ground_truth/sim.json               SimConfig, OrganicConfig, counts (reload: load_world)
-    DIR/ground_truth/items.parquet          catalogue: category, price, popularity, embedding, ...
+    DIR/ground_truth/items.parquet          hidden item parameters: category, price, popularity, embedding, ...
     DIR/ground_truth/categories.parquet     name (the search query), complement category, consumable
     DIR/ground_truth/users/part-*.parquet   each user's true preference parameters
+    DIR.items.parquet                       the shop's product catalogue (CATALOGUE_SCHEMA: title,
+                                            brand, category, price, attributes), what a model may read
+
+The catalogue sits beside DIR, not in it: featurize reads every Parquet file in DIR as
+events. ``--items-output`` puts it elsewhere.
 
 Shards are contiguous runs of fixed user blocks, so the rows do not depend on the shard
 count or on which worker ran what (each block has its own seed).
@@ -28,11 +33,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from seqrec_ray import schema as S
+from seqrec_ray.sim.catalogue import catalogue_table
 from seqrec_ray.sim.organic import OrganicConfig, simulate_block
 from seqrec_ray.sim.world import SimConfig, Users, World
 
 GROUND_TRUTH = "ground_truth"
 LOGS_VERSION = 1
+ITEMS_SUFFIX = ".items.parquet"
+
+
+def default_items_output(output: str) -> str:
+    """Where the catalogue goes by default: ``runs/logs`` -> ``runs/logs.items.parquet``."""
+    return os.path.normpath(output) + ITEMS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,22 @@ class SimulateConfig:
     organic: OrganicConfig
     sim: SimConfig = field(default_factory=SimConfig)
     shards: int = field(default=0, metadata={"help": "Parquet parts = Ray tasks; 0 = automatic (one per user block, at most 64)"})
-    overwrite: bool = field(default=False, metadata={"help": "replace logs already in the output directory"})
+    overwrite: bool = field(default=False, metadata={"help": "replace logs (and the catalogue) already there"})
+    items_output: str | None = field(default=None, metadata={
+        "help": "Parquet file for the product catalogue (title, brand, category, price, attributes); "
+                f"default: OUTPUT{ITEMS_SUFFIX}, beside the logs directory"})
 
     def __post_init__(self) -> None:
         if not self.output:
             raise ValueError("SimulateConfig.output must be a directory path, got an empty string")
+        if self.items_output is None:
+            object.__setattr__(self, "items_output", default_items_output(self.output))
+        elif not self.items_output:
+            raise ValueError("SimulateConfig.items_output must be a file path, got an empty string")
+        items = os.path.abspath(self.items_output)
+        if items == os.path.abspath(self.output) or os.path.dirname(items) == os.path.abspath(self.output):
+            raise ValueError(f"SimulateConfig.items_output={self.items_output!r} must not be in the logs directory "
+                             f"{self.output!r}: featurize reads every Parquet file there as events")
         if self.shards < 0:
             raise ValueError(f"SimulateConfig.shards must be >= 0 (0 = automatic), got {self.shards}")
 
@@ -77,6 +100,7 @@ def run_simulation(cfg: SimulateConfig, log: Callable[[str], None] = print) -> d
     _prepare_output(cfg)
     world = World(cfg.sim)
     write_catalogue(world, os.path.join(cfg.output, GROUND_TRUTH))
+    pq.write_table(catalogue_table(world), cfg.items_output)
     shards = cfg.shard_blocks()
     task = ray.remote(num_cpus=1)(write_shard)
     pending = [task.remote(cfg.sim, cfg.organic, cfg.output, i, blocks) for i, blocks in enumerate(shards)]
@@ -94,7 +118,7 @@ def run_simulation(cfg: SimulateConfig, log: Callable[[str], None] = print) -> d
         "logs_version": LOGS_VERSION, "schema_version": S.SCHEMA_VERSION,
         "sim": cfg.sim.to_dict(), "organic": asdict(cfg.organic), "shards": len(shards),
         "events": events, "users": cfg.organic.users, "items": world.catalogue.n_items,
-        "categories": len(world.catalogue.cat_names), "start_time": cfg.sim.start_time,
+        "categories": len(world.catalogue.cat_names), "items_output": cfg.items_output, "start_time": cfg.sim.start_time,
         "end_time": cfg.sim.start_time + cfg.organic.days * S.SECONDS_PER_DAY,
         "event_types": _sum_counts(r["event_types"] for r in done),
         "seconds": seconds, "events_per_second": events / max(seconds, 1e-9),
@@ -119,10 +143,13 @@ def _prepare_output(cfg: SimulateConfig) -> None:
     truth = os.path.join(cfg.output, GROUND_TRUTH)
     if (old or os.path.exists(truth)) and not cfg.overwrite:
         raise FileExistsError(f"{cfg.output!r} already holds simulated logs; choose another directory or overwrite")
+    if os.path.exists(cfg.items_output) and not cfg.overwrite:
+        raise FileExistsError(f"the catalogue {cfg.items_output!r} already exists; choose another --items-output or overwrite")
     for path in old:
         os.remove(path)
     shutil.rmtree(truth, ignore_errors=True)
     os.makedirs(os.path.join(truth, "users"), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(cfg.items_output)), exist_ok=True)
 
 
 def _sum_counts(parts) -> dict[str, int]:

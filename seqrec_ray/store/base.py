@@ -3,6 +3,13 @@
 The store keeps raw ids only (never vocabulary indices), so a new checkpoint with a new
 vocabulary rolls out without touching the store. Backends: ``sqlite`` (embedded, the
 default) and ``redis`` (networked, for multi-node Serve).
+
+The store also keeps the live item catalogue as a log: every write of an item (a post, an
+update, a deletion) takes the next ``seq``, and an item's row holds only its latest state.
+A Serve replica replays ``item_updates(0)`` at start and then polls
+``item_updates(last_seq_seen)``. A write becomes visible only together with every write of
+a lower seq (seqs are taken inside the write's own atomic step), so polling never skips a
+write and every replica that has caught up to seq N holds the same catalogue.
 """
 
 from __future__ import annotations
@@ -37,6 +44,16 @@ class StoredEvent:
             "price": self.price,
             "query": self.query,
         }
+
+
+@dataclass(frozen=True)
+class ItemUpdate:
+    """The latest state of one catalogue item, as ``item_updates`` returns it."""
+
+    seq: int  # position in the store's item log; strictly increasing over writes
+    item_id: str
+    item: dict[str, Any] | None  # the catalogue row (JSON-able, holds item_id); None = deleted
+    updated_at: float  # time.time() of the write
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,32 @@ class ProfileStore(abc.ABC):
         forgotten twice appears once, with the latest time."""
 
     @abc.abstractmethod
+    def put_items(self, items: Sequence[dict[str, Any]]) -> int:
+        """Add or replace catalogue rows; each dict must hold ``item_id`` (stored as a str,
+        in the row too). One durable transaction (like ``append_events``): the rows get
+        consecutive seqs in the given order; an id repeated in the call is written once,
+        with its last row, at the place of its last occurrence. Returns the items written."""
+
+    @abc.abstractmethod
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        """Mark items deleted (discontinued), durably and in one transaction: each one's
+        latest state becomes ``item=None`` with a new seq. An id never posted is recorded
+        too (a trained item can be discontinued). Repeats count once. Returns the count."""
+
+    @abc.abstractmethod
+    def item_updates(self, after_seq: int = 0, limit: int | None = None) -> list[ItemUpdate]:
+        """The latest state of every item whose last write has seq > ``after_seq``, in seq
+        order, at most ``limit`` of them (None = all): an item written three times appears
+        once, with its newest seq. Deleted items appear with ``item=None``."""
+
+    @abc.abstractmethod
+    def latest_item_seq(self) -> int:
+        """The highest item seq written so far (0 when none): a cheap "anything new?"."""
+
+    @abc.abstractmethod
     def stats(self) -> StoreStats:
-        """Counts for health checks and tests."""
+        """Counts for health checks and tests; ``extra["items"]`` counts live (not deleted)
+        catalogue items."""
 
     @abc.abstractmethod
     def close(self) -> None:

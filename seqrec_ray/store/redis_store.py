@@ -7,11 +7,17 @@ Layout under a key prefix ``P`` (default ``seqrec``):
   sequence number + ``|`` + event JSON. Members with equal scores sort by their bytes, so
   by sequence number: ties keep insertion order, as in SQLite;
 - ``P:history_users`` (set), ``P:events`` (count of stored events), ``P:seq`` (counter);
-- ``P:forgotten``: sorted set, member = user_id, score = when it was forgotten (seconds).
+- ``P:forgotten``: sorted set, member = user_id, score = when it was forgotten (seconds);
+- the catalogue: ``P:item_seq`` (counter), ``P:items`` (hash item_id -> JSON
+  ``{"item": row or null, "updated_at": seconds}``, deleted items included),
+  ``P:item_log`` (sorted set, member = item_id, score = seq of its latest write) and
+  ``P:items_live`` (set of the ids not deleted, for the count).
 
 Appends run as one Lua script, so an append (with its trimming and counters) is atomic;
 so does ``forget_user`` (delete the history and profile, record the deletion) and each
-user's replacement in ``bulk_load``, which skips forgotten users. Forgotten data stays
+user's replacement in ``bulk_load``, which skips forgotten users; so does each catalogue
+write (its seqs taken inside the script, so a reader that sees seq N sees every seq below)
+and each ``item_updates`` read (the log and the rows from one instant). Forgotten data stays
 in the server's append-only file until the next AOF rewrite (``BGREWRITEAOF``, or Redis's
 automatic one): the operator's part of erasing it from disk.
 Durability is the server's: an acknowledged append survives a server crash only with
@@ -30,10 +36,17 @@ from typing import Any
 
 import redis
 
-from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
+from seqrec_ray.store.base import ItemUpdate, ProfileStore, StoredEvent, StoreStats
 
 # The same validation and row layout as SQLite, so both backends accept the same input.
-from seqrec_ray.store.sqlite_store import _event_row, _profile_row, most_recent_per_user
+from seqrec_ray.store.sqlite_store import (
+    _check_limit,
+    _event_row,
+    _item_ids,
+    _item_rows,
+    _profile_row,
+    most_recent_per_user,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +114,39 @@ return n
 """
 
 
+# KEYS: item seq, item log, items, live items; ARGV: (item_id, state JSON, '1' = live or
+# '0' = deleted) triples.
+_WRITE_ITEMS = """
+local n = #ARGV / 3
+local seq = redis.call('INCRBY', KEYS[1], n) - n
+for i = 0, n - 1 do
+  local id, state, live = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
+  seq = seq + 1
+  redis.call('ZADD', KEYS[2], string.format('%d', seq), id)
+  redis.call('HSET', KEYS[3], id, state)
+  if live == '1' then
+    redis.call('SADD', KEYS[4], id)
+  else
+    redis.call('SREM', KEYS[4], id)
+  end
+end
+return n
+"""
+
+# KEYS: item log, items; ARGV: after_seq, limit (-1 = all). Returns (id, seq, state) triples.
+_ITEM_UPDATES = """
+local log = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES',
+                       'LIMIT', 0, ARGV[2])
+local out = {}
+for i = 1, #log, 2 do
+  out[#out + 1] = log[i]
+  out[#out + 1] = log[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], log[i])
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class RedisStoreConfig:
     url: str
@@ -133,10 +179,14 @@ class RedisStore(ProfileStore):
         self._append = self._redis.register_script(_APPEND)
         self._replace = self._redis.register_script(_REPLACE)
         self._forget = self._redis.register_script(_FORGET)
+        self._write_items_script = self._redis.register_script(_WRITE_ITEMS)
+        self._item_updates = self._redis.register_script(_ITEM_UPDATES)
         p = prefix
         self._k_profiles, self._k_users = f"{p}:profiles", f"{p}:history_users"
         self._k_forgotten = f"{p}:forgotten"
         self._k_events, self._k_seq, self._k_history = f"{p}:events", f"{p}:seq", f"{p}:history:"
+        self._k_item_seq, self._k_item_log = f"{p}:item_seq", f"{p}:item_log"
+        self._k_items, self._k_items_live = f"{p}:items", f"{p}:items_live"
         self._durable = self._check_durability()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -236,14 +286,49 @@ class RedisStore(ProfileStore):
         pairs = self._client.zrange(self._k_forgotten, 0, -1, withscores=True)
         return [(user, float(at)) for user, at in pairs]
 
+    # -------------------------------------------------------------- catalogue
+
+    def put_items(self, items: Sequence[dict[str, Any]]) -> int:
+        now = time.time()
+        # body is the row's JSON already (validated and encoded as SQLite does): wrap, not re-encode.
+        return self._write_items([(item_id, f'{{"item": {body}, "updated_at": {now!r}}}', "1")
+                                  for item_id, body in _item_rows(items)])
+
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        state = json.dumps({"item": None, "updated_at": time.time()})
+        return self._write_items([(item_id, state, "0") for item_id in _item_ids(item_ids)])
+
+    def _write_items(self, rows: list[tuple[str, str, str]]) -> int:
+        if not rows:
+            return 0
+        args = [x for row in rows for x in row]
+        keys = [self._k_item_seq, self._k_item_log, self._k_items, self._k_items_live]
+        return int(self._write_items_script(keys=keys, args=args))
+
+    def item_updates(self, after_seq: int = 0, limit: int | None = None) -> list[ItemUpdate]:
+        _check_limit(limit)
+        if limit == 0:
+            return []
+        flat = self._item_updates(keys=[self._k_item_log, self._k_items],
+                                  args=[int(after_seq), -1 if limit is None else limit])
+        updates = []
+        for item_id, seq, raw in zip(flat[0::3], flat[1::3], flat[2::3]):
+            state = json.loads(raw)
+            updates.append(ItemUpdate(int(seq), item_id, state["item"], float(state["updated_at"])))
+        return updates
+
+    def latest_item_seq(self) -> int:
+        return int(self._client.get(self._k_item_seq) or 0)
+
     # -------------------------------------------------------------- housekeeping
 
     def stats(self) -> StoreStats:
         pipe = self._client.pipeline(transaction=True)
-        pipe.hlen(self._k_profiles).scard(self._k_users).get(self._k_events)
-        profiles, users, events = pipe.execute()
+        pipe.hlen(self._k_profiles).scard(self._k_users).get(self._k_events).scard(self._k_items_live)
+        profiles, users, events, items = pipe.execute()
         return StoreStats(profiles, users, int(events or 0),
-                          {"backend": "redis", "url": self.config.url, "durable": self._durable})
+                          {"backend": "redis", "url": self.config.url, "durable": self._durable,
+                           "items": items})
 
     def close(self) -> None:
         self._closed = True

@@ -15,6 +15,11 @@ Why these settings:
   writers queue on the busy timeout instead of failing a read-to-write lock upgrade.
 - One connection per thread and per process (sqlite3 connections must not cross either);
   a pickled store carries only its config and reconnects where it is unpickled.
+- Catalogue items take their seqs from a counter in ``meta`` read and bumped inside the
+  write's ``BEGIN IMMEDIATE`` transaction: the write lock orders writers from every
+  process, so seqs are unique, and a reader's snapshot holding seq N holds every seq below.
+  A counter rather than ``max(seq) + 1``, so a seq is never handed out twice even if old
+  deletions are ever purged from the table.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seqrec_ray.store.base import ProfileStore, StoredEvent, StoreStats
+from seqrec_ray.store.base import ItemUpdate, ProfileStore, StoredEvent, StoreStats
 
+# Still 1 with the items table: the change is additive. New code opening an older file
+# creates the table (CREATE ... IF NOT EXISTS below); older code opening a newer file never
+# reads it. A bump would make older code refuse such files for no gain.
 STORE_SCHEMA_VERSION = 1
 
 _EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "session_id",
@@ -49,7 +57,13 @@ _SCHEMA = (
     # Deletions (forget_user): one row per forgotten user, the latest time it was forgotten.
     """CREATE TABLE IF NOT EXISTS forgotten_users (
         user_id TEXT PRIMARY KEY, forgotten_at REAL NOT NULL)""",
+    # The live catalogue: one row per item, its latest state (item NULL = deleted) and the
+    # seq of that write; meta's item_seq is the last seq handed out.
+    """CREATE TABLE IF NOT EXISTS items (
+        item_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, item TEXT, updated_at REAL NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS items_by_seq ON items (seq)",
     f"INSERT OR IGNORE INTO meta VALUES ('store_schema_version', '{STORE_SCHEMA_VERSION}')",
+    "INSERT OR IGNORE INTO meta VALUES ('item_seq', '0')",
 )
 
 
@@ -239,6 +253,37 @@ class SQLiteStore(ProfileStore):
             "SELECT user_id, forgotten_at FROM forgotten_users ORDER BY forgotten_at, rowid")
         return [(user, float(at)) for user, at in rows]
 
+    # -------------------------------------------------------------- catalogue
+
+    def put_items(self, items: Sequence[dict[str, Any]]) -> int:
+        return self._write_items(_item_rows(items))
+
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        return self._write_items([(item_id, None) for item_id in _item_ids(item_ids)])
+
+    def _write_items(self, rows: list[tuple[str, str | None]]) -> int:
+        """Write (item_id, item JSON or None) rows with the next seqs, in one transaction."""
+        if not rows:
+            return 0
+        now = time.time()
+        with self._write() as conn:
+            last = int(conn.execute(_ITEM_SEQ).fetchone()[0])
+            conn.executemany(_UPSERT_ITEM, [(item_id, last + i, body, now)
+                                            for i, (item_id, body) in enumerate(rows, 1)])
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'item_seq'", (str(last + len(rows)),))
+        return len(rows)
+
+    def item_updates(self, after_seq: int = 0, limit: int | None = None) -> list[ItemUpdate]:
+        _check_limit(limit)
+        rows = self._connect().execute(
+            "SELECT seq, item_id, item, updated_at FROM items WHERE seq > ? ORDER BY seq LIMIT ?",
+            (int(after_seq), -1 if limit is None else limit))
+        return [ItemUpdate(seq, item_id, None if item is None else json.loads(item), at)
+                for seq, item_id, item, at in rows]
+
+    def latest_item_seq(self) -> int:
+        return int(self._connect().execute(_ITEM_SEQ).fetchone()[0])
+
     # -------------------------------------------------------------- housekeeping
 
     def stats(self) -> StoreStats:
@@ -246,8 +291,9 @@ class SQLiteStore(ProfileStore):
         profiles = conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
         users, events = conn.execute(
             "SELECT COUNT(DISTINCT user_id), COUNT(*) FROM history").fetchone()
+        items = conn.execute("SELECT COUNT(*) FROM items WHERE item IS NOT NULL").fetchone()[0]
         return StoreStats(profiles, users, events,
-                          {"backend": "sqlite", "path": self.config.path})
+                          {"backend": "sqlite", "path": self.config.path, "items": items})
 
     def close(self) -> None:
         self._closed = True
@@ -262,6 +308,10 @@ _INSERT_EVENT = (f"INSERT INTO history ({', '.join(_EVENT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})")
 _TRIM_USER = ("DELETE FROM history WHERE user_id = ? AND seq IN (SELECT seq FROM history "
               "WHERE user_id = ? ORDER BY timestamp DESC, seq DESC LIMIT -1 OFFSET ?)")
+_ITEM_SEQ = "SELECT value FROM meta WHERE key = 'item_seq'"
+_UPSERT_ITEM = ("INSERT INTO items (item_id, seq, item, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (item_id) DO UPDATE SET seq = excluded.seq, item = excluded.item, "
+                "updated_at = excluded.updated_at")
 
 
 def most_recent_per_user(events: Iterable[StoredEvent], limit: int) -> dict[str, list[tuple]]:
@@ -301,7 +351,45 @@ def _json_default(value: Any) -> Any:
     # numpy scalars and arrays arrive from pyarrow/pandas conversions.
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"profile value {value!r} of type {type(value).__name__} is not JSON-able")
+    raise TypeError(f"value {value!r} of type {type(value).__name__} is not JSON-able")
+
+
+def _item_rows(items: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Validated (item_id, row JSON) pairs, one per id: the last row of a repeated id, at
+    the place of its last occurrence. The row keeps every field, its item_id as a str."""
+    rows = []
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping) or item.get("item_id") in (None, ""):
+            got = f"keys {sorted(map(str, item))}" if isinstance(item, Mapping) else repr(item)
+            raise ValueError(f"catalogue row {position} needs an item_id; got {got}")
+        item_id = str(item["item_id"])
+        rows.append((item_id, json.dumps({**item, "item_id": item_id}, default=_json_default)))
+    return _last_of_each(rows)
+
+
+def _item_ids(item_ids: Iterable[Any]) -> list[str]:
+    """Validated ids as str, each once (at the place of its last occurrence)."""
+    if isinstance(item_ids, str):
+        raise TypeError(f"item_ids must be a sequence of ids, not one str {item_ids!r}")
+    ids = []
+    for position, item_id in enumerate(item_ids):
+        if item_id is None or item_id == "":
+            raise ValueError(f"item id {position} is empty: {item_id!r}")
+        ids.append((str(item_id), None))
+    return [item_id for item_id, _ in _last_of_each(ids)]
+
+
+def _last_of_each(pairs: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    last: dict[str, Any] = {}
+    for key, value in pairs:
+        last.pop(key, None)  # re-inserted: the key moves to its latest place
+        last[key] = value
+    return list(last.items())
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
 
 
 def _event_row(event: StoredEvent) -> tuple:

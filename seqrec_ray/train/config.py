@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from seqrec_ray.models import ENCODER_NAMES, EncoderConfig
+from seqrec_ray.models.config import CONTENT_FIELDS
 
 # Per-model defaults for the knobs left as None, each selected on Beauty's VALIDATION
 # split (valid NDCG@10) among the configurations tried (BENCHMARKS.md, offline quality).
@@ -19,6 +20,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
 ENCODER_KNOBS = ("dim", "hidden", "num_layers", "num_heads", "dropout", "emb_dropout", "norm_first")
 LOSSES = ("full", "sampled")
 SAMPLERS = ("uniform", "popularity")
+CONTENT_CHOICES = ("auto", "none", "all")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,20 @@ class TrainConfig:
     use_event_type: bool = field(default=True, metadata={"help": "the event-type input embedding"})
     use_gap: bool = field(default=True, metadata={"help": "the time-gap input embedding"})
     use_category: bool = field(default=True, metadata={"help": "the category input embedding"})
+    # Item content (models/items.py): hashed catalogue tokens added to every item's vector.
+    item_content: str = field(default="auto", metadata={"help": (
+        "item content in the item vectors: auto (every field when the data has a catalogue, "
+        "else none) | none | all | a comma-separated list of " + ",".join(CONTENT_FIELDS))})
+    id_dropout: float = field(default=0.1, metadata={"help": (
+        "with item content: share of known items read as unknown while training, so the content "
+        "path learns to stand alone for new items")})
+    content_buckets: int | None = field(default=None, metadata={"help": (
+        "hashed content-token table rows (default: 8x the catalogue's distinct tokens as a power of "
+        "two, 1,024..1,048,576: room for new words with few collisions)")})
+    max_item_tokens: int = field(default=32, metadata={"help": "content tokens kept per item"})
+    init_from: str | None = field(default=None, metadata={"help": (
+        "start from this checkpoint's weights (same model; its item vocabulary must be a prefix of "
+        "the data's, as featurize --base-vocab makes it): daily incremental training")})
     # Loss.
     loss: str = field(default="full", metadata={"help": " | ".join(LOSSES)})
     num_negatives: int = field(default=1024, metadata={"help": "sampled loss: negatives per batch"})
@@ -80,6 +96,11 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 0, got {self.patience!r}")
         if not self.ks or any(k < 1 for k in self.ks) or 10 not in self.ks:
             raise ValueError(f"ks must be positive and include 10 (early stopping uses NDCG@10), got {self.ks!r}")
+        self.content_fields(True)  # a bad --item-content fails here, naming the value
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout!r}")
+        if self.content_buckets is not None and self.content_buckets < 2:
+            raise ValueError(f"content_buckets must be >= 2 or None (auto), got {self.content_buckets!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads!r}")
         object.__setattr__(self, "ks", tuple(self.ks))
@@ -91,8 +112,26 @@ class TrainConfig:
         value = getattr(self, name)
         return MODEL_DEFAULTS[self.model][name] if value is None else value
 
-    def encoder_config(self, vocab_sizes: dict) -> EncoderConfig:
-        """The EncoderConfig for a vocabulary (``{"items": n, "categories": n}``)."""
+    def content_fields(self, has_catalogue: bool) -> tuple[str, ...]:
+        """The content fields this run uses, for data with or without a catalogue."""
+        setting = self.item_content.strip()
+        if setting == "auto":
+            return CONTENT_FIELDS if has_catalogue else ()
+        if setting == "none":
+            return ()
+        if setting == "all":
+            return CONTENT_FIELDS
+        fields = tuple(f.strip() for f in setting.split(",") if f.strip())
+        unknown = sorted(set(fields) - set(CONTENT_FIELDS))
+        if unknown or not fields:
+            raise ValueError(f"item_content must be one of {CONTENT_CHOICES} or fields of "
+                             f"{','.join(CONTENT_FIELDS)}; got {self.item_content!r}")
+        return tuple(f for f in CONTENT_FIELDS if f in fields)
+
+    def encoder_config(self, vocab_sizes: dict, content_fields: tuple[str, ...] = (),
+                       content_buckets: int | None = None) -> EncoderConfig:
+        """The EncoderConfig for a vocabulary (``{"items": n, "categories": n}``) and the
+        content fields and token-table size resolved for the data."""
         knobs = {k: self.model_knob(k) for k in ENCODER_KNOBS}
         return EncoderConfig(
             encoder=self.model,
@@ -102,5 +141,9 @@ class TrainConfig:
             use_event_type=self.use_event_type,
             use_gap=self.use_gap,
             use_category=self.use_category,
+            content_fields=tuple(content_fields),
+            content_buckets=content_buckets or self.content_buckets or 1 << 16,
+            max_item_tokens=self.max_item_tokens,
+            id_dropout=self.id_dropout if content_fields else 0.0,
             **knobs,
         )

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .baselines import BASELINES, train_item_counts
+from .baselines import BASELINES, ContentScorer, train_item_counts
 from .batches import iterate_batches, table_to_tensors
 from .examples import eval_examples
 from .metrics import DEFAULT_KS, evaluate_scores
@@ -77,11 +77,29 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     def batches():
         return iterate_batches(tensors, config.batch_size)
 
-    model_metrics = evaluate(ckpt.model, batches(), config.ks, config.mask_history, config.device)
-    full = {"model": model_metrics.to_dict()}
-    for name, scorer in scorers.items():
-        full[name] = evaluate_scores(scorer, batches(), num_items, config.ks, config.mask_history, config.device).to_dict()
-    result["full"] = full
+    tokens = baseline_tokens(config.data_dir, ckpt.vocab) if config.baselines else None
+    if tokens is not None:
+        scorers["content"] = ContentScorer(tokens, counts)
+
+    def full_ranking(part: dict[str, torch.Tensor]) -> dict[str, dict]:
+        def part_batches():
+            return iterate_batches(part, config.batch_size)
+
+        rows = {"model": evaluate(ckpt.model, part_batches(), config.ks, config.mask_history, config.device).to_dict()}
+        for name, scorer in scorers.items():
+            rows[name] = evaluate_scores(scorer, part_batches(), num_items, config.ks, config.mask_history,
+                                         config.device).to_dict()
+        return rows
+
+    result["full"] = full_ranking(tensors)
+    # Targets without training events (cold items: the cold-item protocol's, or items first
+    # seen after training) against the rest: what item content buys, and what it costs.
+    cold_target = torch.from_numpy(counts == 0)[tensors["target"]]  # (N,)
+    if bool(cold_target.any()):
+        result["by_target"] = {
+            "cold": full_ranking({k: v[cold_target] for k, v in tensors.items()}),
+            "warm": full_ranking({k: v[~cold_target] for k, v in tensors.items()}),
+        }
     if config.sampled_negatives:
         negatives, oov = read_sampled_negatives(config.sampled_negatives, table.column("user_id"), ckpt.vocab)
         tensors["negatives"] = negatives
@@ -94,6 +112,20 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
         result["sampled"] = sampled
         result["sampled_negatives"] = {"file": config.sampled_negatives, "per_user": int(negatives.shape[1]), "oov": oov}
     return result
+
+
+def baseline_tokens(data_dir: str | Path, vocab: Any) -> np.ndarray | None:
+    """Content tokens (category, brand, attributes) of every vocabulary item for the
+    content baseline; None when the data has neither a catalogue nor item categories."""
+    from seqrec_ray.data.catalogue import TokenConfig, category_tokens, load_catalogue, vocab_item_tokens
+    from seqrec_ray.schema import FIRST_ID_INDEX
+
+    config = TokenConfig(fields=("category", "brand", "attributes"))
+    catalogue = load_catalogue(str(data_dir))
+    tokens = vocab_item_tokens(catalogue, vocab.num_items, config)
+    raw_categories = [None if c < FIRST_ID_INDEX else vocab.category_raw_ids[c] for c in vocab.item_category]
+    tokens = category_tokens(raw_categories, tokens, config)
+    return tokens if tokens[FIRST_ID_INDEX:].any() else None
 
 
 def read_sampled_negatives(path: str | Path, user_ids: pa.ChunkedArray, vocab: Any) -> tuple[torch.Tensor, int]:
@@ -122,10 +154,14 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['model']} checkpoint (epoch {result['checkpoint_epoch']}), split={result['split']}, "
         f"history {'masked' if result['mask_history'] else 'not masked'}"
     ]
-    for section, title in (("full", "full ranking over all items"), ("sampled", "SAMPLED candidates")):
-        if section not in result:
-            continue
-        rows = result[section]
+    sections = [(result.get("full"), "full ranking over all items", "")]
+    by_target = result.get("by_target") or {}
+    if by_target:
+        sections += [(by_target["cold"], "full ranking, users whose target has NO training events (cold items)", ""),
+                     (by_target["warm"], "full ranking, users whose target has training events (warm items)", "")]
+    if "sampled" in result:
+        sections.append((result["sampled"], "SAMPLED candidates", "sampled"))
+    for rows, title, section in sections:
         first = next(iter(rows.values()))
         keys = [k for k in first if "@" in k]
         extra = f" ({result['sampled_negatives']['per_user']} negatives per user)" if section == "sampled" else ""

@@ -21,6 +21,7 @@ from seqrec_ray.models.losses import FullSoftmaxTask, SampledSoftmaxTask, propos
 from .batches import trim_left_padding
 from .checkpoint import save_checkpoint, unwrap_encoder
 from .config import TrainConfig
+from .content import ItemContentInputs, init_from_checkpoint, install_item_content, load_item_content
 from .metrics import DEFAULT_KS, RankingMetrics, evaluate_scores
 from .progress import epoch_line
 from .run_state import SELECTION_METRIC, EarlyStopping
@@ -29,11 +30,23 @@ __all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_proce
 
 
 def build_task(
-    config: TrainConfig, vocab_sizes: dict, item_counts: np.ndarray | None = None, rank: int = 0
+    config: TrainConfig, vocab_sizes: dict, item_counts: np.ndarray | None = None, rank: int = 0,
+    content: ItemContentInputs | None = None, init_from_items: tuple[str, ...] | None = None,
 ) -> torch.nn.Module:
-    """The loss wrapper (``.encoder`` inside) for a vocabulary; seeded by config.seed + rank."""
+    """The loss wrapper (``.encoder`` inside) for a vocabulary; seeded by config.seed + rank.
+
+    ``content`` (load_item_content): the items' content tokens, for a model with item
+    content. ``init_from_items``: the data's item raw ids, needed with ``config.init_from``
+    (the older checkpoint's weights are copied into the grown tables)."""
     torch.manual_seed(config.seed + rank)
-    encoder = build_encoder(config.encoder_config(vocab_sizes))
+    encoder = build_encoder(config.encoder_config(vocab_sizes, content.fields if content else (),
+                                                  content.buckets if content else None))
+    if content is not None:
+        install_item_content(encoder, content)
+    if config.init_from:
+        if init_from_items is None:
+            raise ValueError("init_from needs the data's item vocabulary (init_from_items)")
+        init_from_checkpoint(encoder, config.init_from, init_from_items)
     if config.loss == "full":
         return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
@@ -99,6 +112,12 @@ def evaluate(
         encoder.train(was_training)
 
 
+def _item_raw_ids(data_dir: str | Path) -> tuple[str, ...]:
+    from seqrec_ray.data.vocab import load_vocab
+
+    return load_vocab(str(data_dir)).item_raw_ids
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
@@ -117,7 +136,9 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
     data = load_training_data(data_dir, config.max_len)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
-    task = build_task(config, data.vocab_sizes, data.item_counts).to(device)
+    content = load_item_content(config, data_dir, data.item_counts)
+    task = build_task(config, data.vocab_sizes, data.item_counts, content=content,
+                      init_from_items=_item_raw_ids(data_dir) if config.init_from else None).to(device)
     optimizer = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     stopper, history, started = EarlyStopping(config.patience), [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):

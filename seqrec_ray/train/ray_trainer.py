@@ -156,6 +156,7 @@ def fit(
     """Train on Ray Train, then export the best checkpoint (by valid NDCG@10) to
     OUTPUT/best, the latest to OUTPUT/latest, curves and ``result.json`` to OUTPUT."""
     from seqrec_ray.data.artifacts import load_manifest
+    from seqrec_ray.data.vocab import load_vocab
 
     data_dir, output_dir = Path(data_dir).resolve(), Path(output_dir).resolve()
     manifest = load_manifest(data_dir)
@@ -167,6 +168,8 @@ def fit(
         "cache_shards": _shards_fit_in_memory(datasets, ray_config),
         "vocab_sizes": dict(manifest["vocab_sizes"]),
         "item_counts": _item_counts(config, data_dir, manifest),
+        "item_content": _item_content(config, data_dir, manifest),
+        "init_from_items": load_vocab(str(data_dir)).item_raw_ids if config.init_from else None,
         "artifacts_dir": str(data_dir),
         "torch_threads": config.torch_threads or max(1, int(ray_config.cpus_per_worker)),
         "progress": progress,
@@ -210,9 +213,10 @@ def _scaling_config(ray_config: RayTrainConfig) -> ScalingConfig:
     )
 
 
-def _item_counts(config: TrainConfig, data_dir: Path, manifest: dict) -> np.ndarray | None:
-    """Train-split item counts, read on the driver only when popularity negatives need them."""
-    if config.loss != "sampled" or config.negative_sampler != "popularity":
+def _item_counts(config: TrainConfig, data_dir: Path, manifest: dict, needed: bool = False) -> np.ndarray | None:
+    """Train-split item counts, read on the driver only when popularity negatives (or item
+    content, ``needed``) need them."""
+    if not needed and (config.loss != "sampled" or config.negative_sampler != "popularity"):
         return None
     import pyarrow.dataset as pads
 
@@ -220,6 +224,15 @@ def _item_counts(config: TrainConfig, data_dir: Path, manifest: dict) -> np.ndar
 
     table = pads.dataset(str(data_dir / "sequences"), format="parquet").to_table(columns=["items", "splits"])
     return train_item_counts(table, int(manifest["vocab_sizes"]["items"]))
+
+
+def _item_content(config: TrainConfig, data_dir: Path, manifest: dict):
+    """The content inputs (tokens, which items have IDs), built once on the driver."""
+    from .content import has_catalogue, load_item_content
+
+    if not config.content_fields(has_catalogue(data_dir)):
+        return None
+    return load_item_content(config, data_dir, _item_counts(config, data_dir, manifest, needed=True))
 
 
 def _export(result: ray.train.Result, config: TrainConfig, data_dir: Path, output_dir: Path, progress: bool) -> dict:
@@ -245,7 +258,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway).
-    task = build_task(config, loop_config["vocab_sizes"], loop_config["item_counts"], rank=0)
+    task = build_task(config, loop_config["vocab_sizes"], loop_config["item_counts"], rank=0,
+                      content=loop_config.get("item_content"), init_from_items=loop_config.get("init_from_items"))
     run = _restore(task, ray.train.get_checkpoint(), config.patience)
     model = ray.train.torch.prepare_model(task)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
