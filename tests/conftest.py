@@ -73,16 +73,17 @@ def shop_artifacts(root: Path, shop, store: bool = True, catalogue: bool = False
     return root / "artifacts", url
 
 
-def s3rec_head_artifacts(src: Path, out: Path, max_users: int) -> Path:
+def s3rec_head_artifacts(src: Path, out: Path, max_users: int, items: Path | None = None) -> Path:
     """The first ``max_users`` lines of a real S3-Rec file featurized (in-process, the real
     passes) into OUT: leave-one-out splits, positional time; one sequences part, as
-    ``shop_artifacts``."""
+    ``shop_artifacts``. ``items``: an S3-Rec attribute file as the catalogue."""
     from seqrec_ray.data.pipeline import FeaturizeConfig, run_featurize
 
     out.mkdir(parents=True, exist_ok=True)
     head = out.parent / f"{out.name}-input" / src.name
     head.parent.mkdir(parents=True, exist_ok=True)
     head.write_text("\n".join(src.read_text().splitlines()[:max_users]) + "\n")
-    config = FeaturizeConfig(input=str(head), format="s3rec", output=str(out), num_buckets=1)
+    config = FeaturizeConfig(input=str(head), format="s3rec", output=str(out), num_buckets=1,
+                             items=None if items is None else str(items), items_format="s3rec-attributes")
     run_featurize(config, log=lambda _: None, in_process=True)
     return out

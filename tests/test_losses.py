@@ -108,3 +108,24 @@ def test_batch_without_targets_gives_zero_loss_with_a_graph(task_cls):
     loss = task({"items": torch.tensor([[0, 2]]), "targets": torch.tensor([[0, 0]])})
     loss.backward()
     assert loss.item() == 0.0 and enc.embed.items.weight.grad is not None
+
+
+def test_items_without_training_events_are_no_negatives_for_a_content_model():
+    """A catalogue-only item never is a training target, so it must not be a negative
+    either: the loss is the same whatever its vector, and sampled negatives skip it."""
+    from seqrec_ray.models import EncoderConfig, build_encoder
+
+    torch.manual_seed(0)
+    config = EncoderConfig("gru", num_items=6, dim=4, hidden=4, content_fields=("brand",), content_buckets=16,
+                           max_item_tokens=2)
+    encoder = build_encoder(config)
+    tokens = torch.tensor([[0, 0], [0, 0], [3, 0], [4, 0], [5, 0], [6, 0]], dtype=torch.int32)
+    encoder.embed.content.set_items(tokens, torch.tensor([True, True, True, True, True, False]))
+    batch = {"items": torch.tensor([[2, 3, 4]]), "targets": torch.tensor([[3, 4, 2]])}
+    task = FullSoftmaxTask(encoder).eval()
+    before = task(batch)
+    with torch.no_grad():
+        encoder.embed.content.tokens.weight[6].fill_(50.0)  # item 5's content: a huge logit if it counted
+    assert torch.allclose(task(batch), before)
+    sampled = SampledSoftmaxTask(encoder, proposal_distribution(6, "uniform", None), num_negatives=500, seed=0)
+    assert 5 not in sampled.sample().tolist() and sampled.proposal[5] == 0

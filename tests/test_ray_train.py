@@ -123,11 +123,17 @@ def test_rerun_with_same_name_resumes_at_the_next_epoch_with_the_saved_state(res
     assert state_digest(load_checkpoint(root / "second" / "latest").model) != saved["digest"]
 
 
-def test_streamed_shards_train_and_count_every_valid_user_once(ray_local, beauty_sample, tmp_path):
+def test_streamed_shards_train_and_count_every_valid_user_once(ray_local, tmp_path):
     """shard_cache_mib=0: every epoch streams the shards (iter_torch_batches with a local
-    shuffle buffer) instead of reusing the in-memory copy; the result is equally valid."""
+    shuffle buffer) instead of reusing the in-memory copy; the result is equally valid.
+    The data has Beauty's attribute catalogue: the workers train item content too."""
+    from seqrec_ray.train.checkpoint import load_checkpoint
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.ray_trainer import RayTrainConfig, fit
+
+    beauty = shared_dataset("amazon-beauty")
+    beauty_sample = s3rec_head_artifacts(beauty / "Beauty.txt", tmp_path / "items-art", USERS,
+                                         items=beauty / "Beauty_item2attributes.json")
 
     config = TrainConfig(model="lstm", dim=16, hidden=32, dropout=0.0, emb_dropout=0.0, batch_size=16,
                          eval_batch_size=128, lr=0.01, max_len=20, epochs=2, patience=0, seed=7)
@@ -138,3 +144,8 @@ def test_streamed_shards_train_and_count_every_valid_user_once(ray_local, beauty
     assert [h["epoch"] for h in history] == [1, 2] and history[1]["loss"] < history[0]["loss"]
     assert all(h["valid"]["users"] == _valid_users(beauty_sample) for h in history)
     assert summary["test"]["users"] == _valid_users(beauty_sample)
+    model = load_checkpoint(tmp_path / "out" / "best").model
+    assert model.config.content_fields and model.config.id_dropout == 0.1
+    # Every listed item has its attribute tokens; those never sold in the sample have no ID row.
+    content = model.embed.content
+    assert bool((content.item_tokens[2:] != 0).any(1).all()) and not bool(content.has_id[2:].all())

@@ -350,3 +350,37 @@ def test_the_ranker_scores_live_items_from_the_encoders_content_vectors():
     ranked = rank_items(ranker, np.ones(8, dtype=np.float32), ["n", "a", "zzz"])
     assert {r["item_id"]: (r["known"], r["new_item"]) for r in ranked} == {
         "n": (True, True), "a": (True, False), "zzz": (False, False)}
+
+
+def test_replicas_replaying_the_log_in_different_batches_answer_alike():
+    """Two rankers of one checkpoint: one applied the item log as it grew, the other
+    replayed it in one go after a restart. Live indices may differ; answers may not."""
+    from seqrec_ray.data.catalogue import TokenConfig
+    from seqrec_ray.models import EncoderConfig, build_encoder
+    from seqrec_ray.serve.model import ServingModel
+
+    vocab = tiny_vocab()
+    tokens = TokenConfig(fields=("brand",), buckets=64, max_tokens=2)
+    torch.manual_seed(3)
+    state = build_encoder(EncoderConfig("gru", num_items=6, dim=8, hidden=8, content_fields=("brand",),
+                                        content_buckets=64, max_item_tokens=2)).eval().state_dict()
+
+    def replica() -> RankerModel:
+        encoder = build_encoder(EncoderConfig("gru", num_items=6, dim=8, hidden=8, content_fields=("brand",),
+                                              content_buckets=64, max_item_tokens=2)).eval()
+        encoder.load_state_dict(state)
+        return RankerModel.from_serving(ServingModel("k", encoder, vocab, {"encoder": "gru"}, 10, "cpu",
+                                                     LiveCatalogue(vocab, tokens)))
+
+    log = [_update(1, "n1", {"item_id": "n1", "brand": "p"}), _update(2, "n2", {"item_id": "n2", "brand": "q"}),
+           _update(3, "a", None), _update(4, "n1", {"item_id": "n1", "brand": "r"}), _update(5, "n3", {"item_id": "n3"})]
+    live, restarted = replica(), replica()
+    for part in (log[:2], log[2:4], log[4:]):
+        live.apply(live.catalogue.apply(part))
+    latest = sorted({u.item_id: u for u in log}.values(), key=lambda u: u.seq)  # what item_updates(0) returns
+    restarted.apply(restarted.catalogue.apply(latest))
+    user = np.linspace(-1, 1, 8).astype(np.float32)
+    query = RecommendQuery(k=7, vector=user)
+    assert recommend_batch(live, [query], 0) == recommend_batch(restarted, [query], 0)
+    items = ["n3", "a", "n1", "b", "n2"]
+    assert rank_items(live, user, items) == rank_items(restarted, user, items)

@@ -22,6 +22,14 @@ class SequenceEncoder(nn.Module):
         """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
         return self.embed.item_table()
 
+    def trained_items(self) -> torch.Tensor | None:
+        """(V,) bool of the items that have training events, for a model with item content
+        (None without content). The others exist only in the catalogue: training leaves
+        them out of the softmax, as a product not yet listed is no negative, or the model
+        would learn to rank every new product last."""
+        content = getattr(self.embed, "content", None)
+        return None if content is None else content.has_id
+
     def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """One user vector per row from the most recent (last) position: (B, D)."""
         keep = self.config.max_len

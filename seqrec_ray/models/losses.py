@@ -36,6 +36,7 @@ class FullSoftmaxTask(nn.Module):
             return _no_targets(h)
         table = self.encoder.item_embeddings()
         logits = scoring.mask_unrankable(scoring.catalogue_scores(h, table))  # (N, V)
+        scoring.mask_outside(logits, self.encoder.trained_items())  # catalogue-only items: no negatives
         if self.mask_history:
             # The target's logit recomputed (a gather would pin ``logits`` before the edits).
             target_logits = (h * table[targets]).sum(-1, keepdim=True).to(logits.dtype)  # (N, 1)
@@ -53,6 +54,8 @@ class SampledSoftmaxTask(nn.Module):
     draws estimates the full softmax's partition sum (importance sampling, Bengio &
     Senecal): the loss tends to full cross-entropy as K grows. The positive keeps its
     plain logit, and a draw equal to a row's target (an accidental hit) is masked out.
+    With item content, items without training events get no proposal mass (see
+    ``SequenceEncoder.trained_items``).
     """
 
     def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int) -> None:
@@ -61,6 +64,10 @@ class SampledSoftmaxTask(nn.Module):
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         self.encoder = encoder
         self.num_negatives = num_negatives
+        trained = encoder.trained_items()
+        if trained is not None:
+            proposal = torch.where(trained.to(proposal.device), proposal, torch.zeros_like(proposal))
+            proposal = proposal / proposal.sum()
         self.register_buffer("log_q", torch.log(proposal.double() * num_negatives).float(), persistent=False)
         self.register_buffer("proposal", proposal.float(), persistent=False)
         self.generator = torch.Generator().manual_seed(seed)
