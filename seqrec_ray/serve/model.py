@@ -26,10 +26,6 @@ class ServingModel:
     device: str
     catalogue: LiveCatalogue  # the vocabulary plus items posted since (live_items.py)
 
-    @property
-    def has_content(self) -> bool:
-        return self.catalogue.token_config is not None
-
     def apply(self, changes: CatalogueChanges | None) -> None:
         """Give the encoder the content of items added or updated live."""
         if changes is None or not changes.vectors_changed:

@@ -70,7 +70,8 @@ class ContentScorer:
         pairs = np.unique(np.stack([rows, compact.ravel()]), axis=1)  # one entry per (item, token)
         values = torch.ones(pairs.shape[1], dtype=torch.float32)
         self.item_by_token = torch.sparse_coo_tensor(torch.from_numpy(pairs), values,
-                                                     (tokens.shape[0], len(distinct))).coalesce()  # (V, H)
+                                                     (tokens.shape[0], len(distinct)),
+                                                     check_invariants=True).coalesce()  # (V, H)
         counts = np.asarray(item_counts, dtype=np.float64)
         self.base = torch.as_tensor(np.log1p(counts) / (np.log1p(counts.max()) + 1.0), dtype=torch.float32)  # [0, 1)
 
