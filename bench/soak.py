@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEPLOYMENTS = ("Ingress", "ProfileFetcher", "UserEncoder", "Ranker")
+DEPLOYMENTS = ("Ingress", "ProfileFetcher", "UserEncoder", "Ranker", "Retriever")
 APP = "soak"
 MIX = (("recommend", 0.4), ("events", 0.3), ("rank", 0.15), ("profile", 0.15))
 
@@ -314,11 +314,13 @@ def _replicated_app(config, replicas: int):
     from seqrec_ray.serve.ingress import Ingress
     from seqrec_ray.serve.profile_fetcher import ProfileFetcher
     from seqrec_ray.serve.ranker import Ranker
+    from seqrec_ray.serve.retriever import Retriever
 
     def n(deployment):
         return deployment.options(num_replicas=replicas)
 
-    return n(Ingress).bind(n(ProfileFetcher).bind(config), n(UserEncoder).bind(config), n(Ranker).bind(config), config)
+    return n(Ingress).bind(n(ProfileFetcher).bind(config), n(UserEncoder).bind(config), n(Ranker).bind(config),
+                           n(Retriever).bind(config), config)
 
 
 def print_report(result: dict, out: Path) -> None:

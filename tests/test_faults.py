@@ -107,6 +107,7 @@ def served(serve_local, tmp_path_factory):
     from seqrec_ray.serve.ingress import Ingress
     from seqrec_ray.serve.profile_fetcher import ProfileFetcher
     from seqrec_ray.serve.ranker import Ranker
+    from seqrec_ray.serve.retriever import Retriever
     from seqrec_ray.train.config import TrainConfig
     from seqrec_ray.train.loop import run_in_process
 
@@ -119,7 +120,8 @@ def served(serve_local, tmp_path_factory):
     key_file.write_text(FAULT_API_KEY)
     serve_config = ServeConfig(checkpoint=checkpoint, store=store, api_key_file=str(key_file))
     app = Ingress.bind(ProfileFetcher.options(num_replicas=FETCHER_REPLICAS).bind(serve_config),
-                       UserEncoder.bind(serve_config), Ranker.bind(serve_config), serve_config)
+                       UserEncoder.bind(serve_config), Ranker.bind(serve_config), Retriever.bind(serve_config),
+                       serve_config)
     url = serve_local.run(app, APP)
     yield {"url": url, "store": store, "key": FAULT_API_KEY,
            "items": sorted({e.item_id for e in shop.events()})}

@@ -222,3 +222,32 @@ def test_catalogue_readers_feed_featurize_on_the_real_beauty_file(tmp_path):
     assert all(vocab.item_counts[vocab.item_index(i)] > 0 for i in sold)
     table = load_catalogue(str(tmp_path / "a"))
     assert table.num_rows == 12101 and table["attributes"].null_count == 0
+
+
+def test_the_content_loss_adds_the_same_cross_entropy_over_the_content_only_table():
+    from seqrec_ray.models.losses import FullSoftmaxTask, SampledSoftmaxTask, proposal_distribution
+
+    config = EncoderConfig("gru", num_items=10, dim=8, hidden=8, content_fields=("category",), content_buckets=64,
+                           max_item_tokens=2)
+    torch.manual_seed(0)
+    model = build_encoder(config)
+    rows = [{}, {}] + [{"category_id": f"c{i % 3}"} for i in range(8)]
+    tokens = torch.from_numpy(item_tokens(rows, TokenConfig(fields=("category",), buckets=64, max_tokens=2)))
+    model.embed.content.set_items(tokens, torch.tensor([True] * 9 + [False]))
+    model.eval()
+    batch = {"items": torch.tensor([[0, 2, 5, 3]]), "targets": torch.tensor([[0, 5, 3, 8]])}
+    content = model.content_embeddings()
+    assert torch.allclose(content[9], model.embed.items.weight[1] + model.embed.content(torch.tensor([9]))[0])
+    assert torch.allclose(content[4] - content[7], torch.zeros(8), atol=1e-6)  # same content, same vector
+    plain, weighted = FullSoftmaxTask(model)(batch), FullSoftmaxTask(model, content_weight=0.5)(batch)
+    h = model(batch)[0, 1:]  # positions with targets
+    logits = h @ content.T
+    logits[:, :2] = float("-inf")
+    logits[:, 9] = float("-inf")  # catalogue-only: no negative
+    expected = plain + 0.5 * torch.nn.functional.cross_entropy(logits, torch.tensor([5, 3, 8]))
+    assert torch.allclose(weighted, expected, atol=1e-5) and weighted > plain
+    q = proposal_distribution(10, "uniform", None)
+    sampled = SampledSoftmaxTask(model, q, 16, seed=0, content_weight=1.0)(batch, negatives=torch.arange(2, 9))
+    assert torch.isfinite(sampled) and sampled > SampledSoftmaxTask(model, q, 16, seed=0)(batch, negatives=torch.arange(2, 9))
+    with pytest.raises(ValueError, match="content_weight needs a model with item content"):
+        FullSoftmaxTask(build_encoder(EncoderConfig("gru", num_items=10, dim=8, hidden=8)), content_weight=1.0)

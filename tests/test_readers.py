@@ -97,7 +97,7 @@ def test_diginetica_purchases_with_categories_and_anonymous_users():
     rows = table.to_pylist()
     for line, row in zip(lines, rows):
         session, user, timeframe, date, _order, item = line.split(";")
-        midnight = dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc).timestamp()
+        midnight = dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()
         assert row["timestamp"] == pytest.approx(midnight + int(timeframe) / 1000.0)
         assert row["user_id"] == (f"session-{session}" if user == "NA" else user)
         assert (row["session_id"], row["item_id"]) == (session, item)

@@ -60,3 +60,13 @@ def test_candidate_scores_use_the_user_vector_or_the_fallback_and_nan_for_unknow
     assert warm[0] == 3.0 and math.isnan(warm[1]) and warm[2] == 2.0
     cold = scoring.candidate_scores(None, table, candidates, fallback=torch.tensor([0, 0, 7, 9]))
     assert cold[0] == 9.0 and math.isnan(cold[1]) and cold[2] == 7.0
+
+
+def test_the_new_item_boost_lifts_only_items_without_training_events():
+    counts = torch.tensor([0, 0, 3, 0, 5, 0])  # pad, oov, then items 3 and 5 never trained
+    boost = scoring.new_item_boost(counts, 1.5)
+    assert boost.tolist() == [0.0, 0.0, 0.0, 1.5, 0.0, 1.5]
+    assert scoring.new_item_boost(counts, 0.0) is None
+    scores = torch.zeros(2, 6)
+    assert scoring.boost_items(scores, boost) is scores and scores[1].tolist() == boost.tolist()
+    assert torch.equal(scoring.boost_items(scores.clone(), None), scores)

@@ -191,6 +191,48 @@ def test_rank_returns_exactly_the_given_items(client):
     assert scores == sorted(scores, reverse=True)
     cold = client.post("/rank", json={"user_id": "nobody-at-all", "items": items}).json()
     assert cold["cold_start"] is True and sorted(i["item_id"] for i in cold["items"]) == sorted(items)
+    assert all(i["relevance"] == 0.0 for i in body["items"])  # searched: "red shoes" matches none of them
+
+
+def _search(client, user, query, **kw):
+    r = client.post("/search", json={"user_id": user, "query": query, **kw})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_search_finds_the_products_the_query_names_ranked_with_the_history(client):
+    _browse(client, "searcher-2", category=2, items=range(0, 4))
+    body = _search(client, "searcher-2", "corvo lamp", k=20)  # category 2: "corvo lamp N"
+    ids = [i["item_id"] for i in body["items"]]
+    assert body["cold_start"] is False and body["matched"] == SHOP.items_per_category
+    assert sorted(ids) == sorted(f"item-2-{j}" for j in range(SHOP.items_per_category))
+    assert all(i["matched_terms"] == ["corvo", "lamp"] and i["reason"].startswith('matches "corvo", "lamp"')
+               for i in body["items"])
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and any(i["because"] for i in body["items"])
+    # Word order, typos and a half-typed last word find the same products.
+    for query in ("lamp corvo", "corvo lmap", "crovo lam"):
+        assert sorted(i["item_id"] for i in _search(client, "searcher-2", query, k=20)["items"]) == sorted(ids), query
+    # The history never buries the product the shopper named: "lamp 7" is item-2-7 first.
+    assert _search(client, "searcher-2", "lamp 7")["items"][0]["item_id"] == "item-2-7"
+    assert _search(client, "searcher-2", "corvo lamp", categories=["cat-0"])["items"] == []
+
+
+def test_search_for_an_unknown_user_and_a_query_matching_nothing(client):
+    cold = _search(client, "never-seen-searcher", "sneaker")  # category 1's product type
+    assert cold["cold_start"] is True and cold["items"]
+    assert all(i["item_id"].startswith("item-1-") and i["reason"] == 'matches "sneaker"' for i in cold["items"])
+    empty = _search(client, "searcher-2", "zzzz qqqq")
+    assert empty["matched"] == 0 and empty["items"] == []  # nothing matches: no fillers
+
+
+def test_rank_with_a_query_puts_the_matching_items_first(client):
+    items = ["item-0-1", "item-1-2", "item-2-4", "not-in-catalogue"]
+    body = client.post("/rank", json={"user_id": "searcher-2", "items": items, "query": "lamp"}).json()
+    first = body["items"][0]
+    assert first["item_id"] == "item-2-4" and first["matched_terms"] == ["lamp"] and first["relevance"] > 0
+    assert [i["relevance"] for i in body["items"][1:]] == [0.0, 0.0, 0.0]
+    assert body["items"][-1]["item_id"] == "not-in-catalogue"
 
 
 BAD_REQUESTS = [
@@ -205,6 +247,9 @@ BAD_REQUESTS = [
     ("too many items", "POST", "/rank", {"user_id": "u", "items": [f"i{j}" for j in range(101)]}, 422, "at most 100"),
     ("repeated items", "POST", "/rank", {"user_id": "u", "items": ["a", "b", "a"]}, 422, "distinct"),
     ("no items", "POST", "/rank", {"user_id": "u", "items": []}, 422, "items"),
+    ("search without a query", "POST", "/search", {"user_id": "u"}, 422, "query"),
+    ("empty query", "POST", "/search", {"user_id": "u", "query": ""}, 422, "query"),
+    ("search k over limit", "POST", "/search", {"user_id": "u", "query": "lamp", "k": 51}, 422, "less than or equal to 50"),
     ("unknown event type", "POST", "/events", [{"user_id": "u", "item_id": "i", "event_type": "like"}], 422, "event_type"),
     ("events not a list", "POST", "/events", {"user_id": "u", "item_id": "i", "event_type": "view"}, 422, "list"),
     ("no events", "POST", "/events", [], 422, "at least 1 item"),
@@ -382,8 +427,11 @@ def test_a_posted_item_is_recommended_from_its_content_without_a_restart(client,
     assert by_id[NEW_ITEM]["known"] is True and by_id[NEW_ITEM]["new_item"] is True
     assert by_id[NEW_ITEM]["score"] is not None and by_id[NEW_ITEM]["score"] > by_id["item-0-1"]["score"]
     assert by_id["never-posted"] == {"item_id": "never-posted", "score": None, "known": False, "new_item": False,
-                                     "discontinued": False}
+                                     "discontinued": False, "relevance": None, "matched_terms": []}
     assert client.get("/version").json()["live_items"] == 1
+    # Searchable at once, by its own title word, on top of the category's other lamps.
+    found = _search(client, "shopper-of-2", "corvo lamp new")["items"][0]
+    assert found["item_id"] == NEW_ITEM and found["new_item"] is True and found["matched_terms"] == ["corvo", "lamp", "new"]
 
 
 def test_a_history_holding_a_posted_item_is_encoded_from_its_content(client):
@@ -424,6 +472,7 @@ def test_a_deleted_item_is_never_recommended_and_posting_it_again_brings_it_back
     assert client.post("/items", json=[SHOP.item_row(2, "item-2-5")]).status_code == 200
     assert _rank_of(client, "shopper-of-2", "item-2-5", k=everything) is not None
     assert _rank_of(client, "shopper-of-2", NEW_ITEM, k=everything) is None  # still discontinued
+    assert NEW_ITEM not in [i["item_id"] for i in _search(client, "shopper-of-2", "corvo lamp new", k=20)["items"]]
 
 
 @pytest.mark.parametrize("row, field", [

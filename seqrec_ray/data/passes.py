@@ -24,6 +24,7 @@ from seqrec_ray.data import readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.forget import drop_users
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
+from seqrec_ray.data.search_index import query_pairs
 from seqrec_ray.data.sequences import (
     COLD_REMOVED,
     N_EVENTS,
@@ -33,7 +34,7 @@ from seqrec_ray.data.sequences import (
 )
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
 
-BUCKETS, SEQRAW, COUNTS, HISTORY = "buckets", "seqraw", "counts", "history"
+BUCKETS, SEQRAW, COUNTS, HISTORY, QUERIES = "buckets", "seqraw", "counts", "history", "queries"
 TEMP_COMPRESSION = "lz4"  # intermediate files: fast beats small
 
 
@@ -128,6 +129,10 @@ def sequence_bucket(bucket: int, layout: Layout, sequence: SequenceConfig,
     _write(build_raw_sequences(events, sequence), layout.work_file(SEQRAW, bucket),
            TEMP_COMPRESSION)
     _write(V.count_pairs(events), layout.work_file(COUNTS, bucket), TEMP_COMPRESSION)
+    holdout_last, before = sequence.split.held_out()
+    pairs = query_pairs(events, holdout_last, before)
+    if pairs.num_rows:
+        _write(pairs, layout.work_file(QUERIES, bucket), TEMP_COMPRESSION)
     if history_limit is not None:
         _write(_recent(events, history_limit), layout.work_file(HISTORY, bucket),
                TEMP_COMPRESSION)

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -38,13 +38,14 @@ from seqrec_ray.data.artifacts import ARTIFACTS_VERSION, MANIFEST
 from seqrec_ray.data.catalogue import CATALOGUE_DIR
 from seqrec_ray.data.catalogue_readers import CATALOGUE_FORMATS
 from seqrec_ray.data.profiles import ProfileConfig
+from seqrec_ray.data.search_index import SEARCH_DIR
 from seqrec_ray.data.sequences import SequenceConfig
 from seqrec_ray.data.validate import POSITIONAL_TIME_FORMATS, ValidateConfig
 from seqrec_ray.data.vocab import VOCAB_DIR
 from seqrec_ray.store.base import StoredEvent
 
 WORK_DIR = "_work"
-OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, CATALOGUE_DIR, WORK_DIR)
+OUTPUT_PARTS = ("sequences", "profiles", "rejects", VOCAB_DIR, CATALOGUE_DIR, SEARCH_DIR, WORK_DIR)
 BYTES_PER_BUCKET = 32 << 20  # ~1M events per bucket: few buckets, few vocab loads
 
 
@@ -234,6 +235,19 @@ def _build_vocab(layout: passes.Layout, buckets: int, config: FeaturizeConfig,
     return sizes
 
 
+def _build_search_index(layout: passes.Layout, buckets: int,
+                        catalogue: tuple[pa.Table, pa.Table, int] | None) -> dict | None:
+    """OUTPUT/search/ from the catalogue's text and the log's query -> engagement pairs;
+    None (and no index) when the data has neither."""
+    from seqrec_ray.data.search_index import combine_query_pairs, write_search_index
+
+    paths = [layout.work_file(passes.QUERIES, b) for b in range(buckets)]
+    pairs = combine_query_pairs(pq.read_table(p) for p in paths if os.path.isfile(p))
+    if catalogue is None and not pairs.num_rows:
+        return None
+    return write_search_index(None if catalogue is None else catalogue[0], pairs, layout.output).to_dict()
+
+
 def _load_store(url: str, layout: passes.Layout, buckets: int, history_limit: int) -> dict:
     from seqrec_ray.store import StoredEvent, open_store
 
@@ -409,13 +423,14 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
     catalogue_summary = vocab_sizes.pop("catalogue", None)
     encoded = timer.run("encode", fan_out, passes.encode_bucket, bucket_items, layout=layout)
     counts = check_counts(read, bucketed, encoded)
+    search = timer.run("search_index", _build_search_index, layout, buckets, catalogue)
     store = (timer.run("store", _load_store, config.store, layout, buckets, history_limit)
              if config.store else None)
     if not config.keep_work:
         shutil.rmtree(layout.work, ignore_errors=True)
     manifest = {
         "schema_version": S.SCHEMA_VERSION, "artifacts_version": ARTIFACTS_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "input": input_label or os.path.abspath(config.input), "input_files": len(files),
         "format": config.format, **counts,
         "users_forgotten": len(forget_ids), "forget_list_version": F.forget_list_version(forget_ids),
@@ -425,6 +440,7 @@ def _featurize(config: FeaturizeConfig, fan_out: FanOut, log: Callable[[str], No
         "categories": vocab_sizes["categories"] - S.FIRST_ID_INDEX,
         "vocab_sizes": vocab_sizes, "split": sequence.split.describe(),
         "catalogue": catalogue_summary,
+        "search": search,
         "cold_item_train_events_removed": sum(r.get("cold_removed", 0) for r in encoded),
         "max_seq_len": sequence.max_seq_len,
         "events_in_sequences": _sum(encoded, "events_in_sequences"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -47,6 +47,14 @@ class SplitConfig:
                 math.isfinite(self.valid_cutoff) and self.valid_cutoff < self.cutoff):
             raise ValueError(f"valid_cutoff ({self.valid_cutoff!r}) must be finite and below "
                              f"cutoff ({self.cutoff!r})")
+
+    def held_out(self) -> tuple[int, float | None]:
+        """What evaluation grades on, for stages that must not learn from it: (each user's
+        last N events, events from this time on). Leave-one-out holds out the last two
+        (valid, test); the temporal split everything from the first cutoff."""
+        if self.protocol == "leave_one_out":
+            return 2, None
+        return 0, self.cutoff if self.valid_cutoff is None else self.valid_cutoff
 
     def describe(self) -> dict:
         """What the manifest records under ``split``."""
@@ -89,7 +97,7 @@ def parse_time(text: str) -> float:
         raise ValueError(f"not a time: {text!r} (give epoch seconds or ISO 8601, "
                          "e.g. 2017-12-02 or 2017-12-02T12:00:00)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

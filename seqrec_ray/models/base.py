@@ -22,6 +22,11 @@ class SequenceEncoder(nn.Module):
         """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
         return self.embed.item_table()
 
+    def content_embeddings(self) -> torch.Tensor | None:
+        """The scoring table with every ID row replaced by the OOV row, (V, D): items
+        scored from their content alone (None for a model without item content)."""
+        return self.embed.content_table()
+
     def trained_items(self) -> torch.Tensor | None:
         """(V,) bool of the items that have training events, for a model with item content
         (None without content). The others exist only in the catalogue: training leaves

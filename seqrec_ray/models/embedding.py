@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import NUM_EVENT_TYPES, NUM_GAP_BUCKETS, EncoderConfig
+from .config import NUM_EVENT_TYPES, NUM_GAP_BUCKETS, OOV_INDEX, EncoderConfig
 from .items import ItemContent
 
 
@@ -35,6 +35,14 @@ class InputEmbedding(nn.Module):
         if self.content is None:
             return self.items.weight
         return self.item_vectors(torch.arange(self.content.num_rows, device=self.items.weight.device))
+
+    def content_table(self) -> torch.Tensor | None:
+        """Every item's vector as if it had no ID row (the OOV row plus its content), (V, D):
+        what a new product scores with. None without content."""
+        if self.content is None:
+            return None
+        rows = torch.arange(self.content.num_rows, device=self.items.weight.device)
+        return self.items.weight[OOV_INDEX] + self.content(rows)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.item_vectors(features["items"])  # (B, T, D)

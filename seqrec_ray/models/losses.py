@@ -23,24 +23,37 @@ class FullSoftmaxTask(nn.Module):
     the S3-Rec evaluation protocol removes them from the ranking. The loss then spends
     nothing on pushing down items that are never ranked; keep it off where repeat
     purchases are to be recommended.
+
+    ``content_weight`` (models with item content): adds that share of the same loss over
+    the content-only table (every item as a new product would be scored: the OOV row plus
+    its content), so the content path learns to rank on its own without taking the ID
+    rows away from the items that have them (which ID dropout does).
     """
 
-    def __init__(self, encoder: SequenceEncoder, mask_history: bool = False) -> None:
+    def __init__(self, encoder: SequenceEncoder, mask_history: bool = False, content_weight: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.mask_history = mask_history
+        self.content_weight = _checked_content_weight(encoder, content_weight)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
         if targets.numel() == 0:
             return _no_targets(h)
-        table = self.encoder.item_embeddings()
+        history = _history_up_to(batch) if self.mask_history else None
+        loss = self._cross_entropy(h, targets, self.encoder.item_embeddings(), history)
+        if self.content_weight:
+            loss = loss + self.content_weight * self._cross_entropy(h, targets, self.encoder.content_embeddings(), history)
+        return loss
+
+    def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
+                       history: torch.Tensor | None) -> torch.Tensor:
         logits = scoring.mask_unrankable(scoring.catalogue_scores(h, table))  # (N, V)
         scoring.mask_outside(logits, self.encoder.trained_items())  # catalogue-only items: no negatives
-        if self.mask_history:
+        if history is not None:
             # The target's logit recomputed (a gather would pin ``logits`` before the edits).
             target_logits = (h * table[targets]).sum(-1, keepdim=True).to(logits.dtype)  # (N, 1)
-            scoring.mask_items(logits, _history_up_to(batch))
+            scoring.mask_items(logits, history)
             logits.scatter_(1, targets.unsqueeze(1), target_logits)
         return F.cross_entropy(logits.float(), targets)
 
@@ -55,14 +68,17 @@ class SampledSoftmaxTask(nn.Module):
     Senecal): the loss tends to full cross-entropy as K grows. The positive keeps its
     plain logit, and a draw equal to a row's target (an accidental hit) is masked out.
     With item content, items without training events get no proposal mass (see
-    ``SequenceEncoder.trained_items``).
+    ``SequenceEncoder.trained_items``), and ``content_weight`` adds the same loss over the
+    content-only table, as in FullSoftmaxTask.
     """
 
-    def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int) -> None:
+    def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int,
+                 content_weight: float = 0.0) -> None:
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         self.encoder = encoder
+        self.content_weight = _checked_content_weight(encoder, content_weight)
         self.num_negatives = num_negatives
         trained = encoder.trained_items()
         if trained is not None:
@@ -80,7 +96,12 @@ class SampledSoftmaxTask(nn.Module):
         if targets.numel() == 0:
             return _no_targets(h)
         neg = (self.sample() if negatives is None else negatives).to(h.device)  # (K,)
-        table = self.encoder.item_embeddings()
+        loss = self._cross_entropy(h, targets, neg, self.encoder.item_embeddings())
+        if self.content_weight:
+            loss = loss + self.content_weight * self._cross_entropy(h, targets, neg, self.encoder.content_embeddings())
+        return loss
+
+    def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         pos_logit = (h * table[targets]).sum(-1, keepdim=True)  # (N, 1)
         neg_logit = h @ table[neg].T - self.log_q[neg]  # (N, K)
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
@@ -101,6 +122,14 @@ def proposal_distribution(num_items: int, sampler: str, item_counts: torch.Tenso
         raise ValueError(f"negative sampler must be 'uniform' or 'popularity', got {sampler!r}")
     weights[:FIRST_ITEM_INDEX] = 0.0
     return weights / weights.sum()
+
+
+def _checked_content_weight(encoder: SequenceEncoder, weight: float) -> float:
+    if weight < 0:
+        raise ValueError(f"content_weight must be >= 0, got {weight!r}")
+    if weight and encoder.content_embeddings() is None:
+        raise ValueError("content_weight needs a model with item content (content_fields)")
+    return float(weight)
 
 
 def _positions_with_targets(encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,24 @@ def catalogue_scores(users: torch.Tensor, item_table: torch.Tensor) -> torch.Ten
     return users @ item_table.T
 
 
+def boost_items(scores: torch.Tensor, boost: torch.Tensor | None) -> torch.Tensor:
+    """Add a per-item offset ``boost`` ((V,) float: e.g. new products' share of exposure,
+    ``new_item_boost``) to every row of ``scores`` (B, V), in place."""
+    if boost is not None:
+        scores += boost.to(device=scores.device, dtype=scores.dtype)
+    return scores
+
+
+def new_item_boost(item_counts: torch.Tensor, boost: float) -> torch.Tensor | None:
+    """(V,) offsets: ``boost`` for the items without training events (content-only, new
+    products), 0 for the rest; None when ``boost`` is 0."""
+    if not boost:
+        return None
+    offsets = (item_counts == 0).to(torch.float32) * float(boost)
+    offsets[:FIRST_ITEM_INDEX] = 0.0
+    return offsets
+
+
 def mask_unrankable(scores: torch.Tensor) -> torch.Tensor:
     """Pad (0) and OOV (1) are not items: -inf in the last dimension, in place."""
     scores[..., :FIRST_ITEM_INDEX] = NEG_INF

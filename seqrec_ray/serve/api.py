@@ -38,6 +38,7 @@ from .schemas import (
     ProfileResponse,
     RankResponse,
     RecommendResponse,
+    SearchResponse,
     VersionResponse,
     error_body,
     limited_models,
@@ -52,6 +53,8 @@ ERROR_DESCRIPTIONS = {
     422: "invalid request: the schema's rules, including the service's limits",
 }
 BODY_ERRORS = (400, 413, 422)
+NO_SEARCH_INDEX = ("the served model has no search index (featurize with --items, or a log whose events "
+                   "carry queries, then train)")
 
 
 class Service(Protocol):
@@ -59,6 +62,7 @@ class Service(Protocol):
 
     async def recommend(self, req: Any) -> RecommendResponse: ...
     async def rank(self, req: Any) -> RankResponse: ...
+    async def search(self, req: Any) -> SearchResponse: ...
     async def post_events(self, events: list[EventIn]) -> EventsResponse: ...
     async def profile(self, user_id: str) -> ProfileResponse: ...
     async def forget(self, user_id: str) -> ForgetResponse: ...
@@ -101,7 +105,7 @@ def build_http_app(service: Service, config: ServeConfig, api_key: str | None) -
 
 def _add_ranking_routes(app: FastAPI, service: Service, config: ServeConfig, auth: list, errors: Callable) -> None:
     models = limited_models(config.max_k, config.max_items, config.max_categories)
-    recommend_in, rank_in = models.recommend, models.rank
+    recommend_in, rank_in, search_in = models.recommend, models.rank, models.search
     events_in = Annotated[list[EventIn], Body(min_length=1, max_length=config.max_events,
                                               description="events to append, at most the service's max_events")]
     # The users an events request names can be read and forgotten (OpenAPI links).
@@ -121,6 +125,13 @@ def _add_ranking_routes(app: FastAPI, service: Service, config: ServeConfig, aut
     async def rank(req: rank_in) -> RankResponse:
         """Exactly the given items (e.g. search results), re-ranked for the user."""
         return await service.rank(req)
+
+    @app.post("/search", operation_id="search", response_model=SearchResponse,
+              responses=errors(*BODY_ERRORS, 404, notes={404: NO_SEARCH_INDEX}), dependencies=auth)
+    async def search(req: search_in) -> SearchResponse:
+        """Products for the query, ranked with the user's history: each with the query words
+        it matched and the events behind it. Nothing matches: an empty list, never fillers."""
+        return await service.search(req)
 
     @app.post("/events", operation_id="post_events", response_model=EventsResponse,
               responses={**errors(*BODY_ERRORS), **events_links}, dependencies=auth)

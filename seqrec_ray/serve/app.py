@@ -23,6 +23,7 @@ from .encoder import UserEncoder
 from .ingress import Ingress
 from .profile_fetcher import ProfileFetcher
 from .ranker import Ranker
+from .retriever import Retriever
 
 
 def _app_args_model() -> type[BaseModel]:
@@ -60,7 +61,7 @@ AppArgs = _app_args_model()
 
 
 def build_app(args: AppArgs) -> Application:
-    """Ingress -> (ProfileFetcher, UserEncoder, Ranker), all sharing one ServeConfig."""
+    """Ingress -> (ProfileFetcher, UserEncoder, Ranker, Retriever), all sharing one ServeConfig."""
     values = args.model_dump() if isinstance(args, BaseModel) else AppArgs.model_validate(args).model_dump()
     values["checkpoint"] = str(Path(values["checkpoint"]).expanduser().resolve())
     values["store"] = absolute_store_url(values["store"])
@@ -86,9 +87,10 @@ def build_app_graph(config: ServeConfig, user_config: dict | None = None) -> App
     """The deployment graph. ``user_config`` ({"checkpoint": path}) goes to the encoder and
     ranker, as a config file's ``deployments[].user_config`` would: re-running the app with
     only that changed swaps the checkpoint inside the running replicas."""
-    encoder, ranker, ingress = UserEncoder, Ranker, Ingress
+    encoder, ranker, retriever, ingress = UserEncoder, Ranker, Retriever, Ingress
     if user_config is not None:
-        encoder, ranker = encoder.options(user_config=user_config), ranker.options(user_config=user_config)
+        encoder, ranker, retriever = (d.options(user_config=user_config) for d in (encoder, ranker, retriever))
     if config.log_user_ids:  # debugging: Serve's per-request access log of the ingress, back on
         ingress = ingress.options(logging_config=LoggingConfig(enable_access_log=True))
-    return ingress.bind(ProfileFetcher.bind(config), encoder.bind(config), ranker.bind(config), config)
+    return ingress.bind(ProfileFetcher.bind(config), encoder.bind(config), ranker.bind(config),
+                        retriever.bind(config), config)

@@ -48,6 +48,10 @@ class ServeConfig:
     encoder_batch_size: int = 32
     batch_wait_s: float = 0.0  # 0: no waiting at low load; under load batches form from the queue
     torch_threads: int | None = None  # None: leave torch's default (Ray sets it from num_cpus)
+    search_candidates: int = 200  # /search: matches the retriever hands the ranker
+    # /search and /rank with a query: how much query relevance outweighs the user's history
+    # (ranking.search_scores); a first heuristic until a query-aware model scores both.
+    search_relevance_weight: float = 3.0
     score_dtype: str = "float32"  # "bfloat16": half-size full-catalogue pass, exact rescoring
 
     def __post_init__(self) -> None:
@@ -68,13 +72,16 @@ class ServeConfig:
         for name in (
             "history_limit", "max_k", "max_items", "max_events", "max_categories", "max_posted_items",
             "max_body_bytes", "reasons_per_item", "ingress_batch_size",
-            "ingress_batches_in_flight", "encoder_batch_size",
+            "ingress_batches_in_flight", "encoder_batch_size", "search_candidates",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not (isinstance(self.batch_wait_s, (int, float)) and math.isfinite(self.batch_wait_s) and 0 <= self.batch_wait_s <= 1):
             raise ValueError(f"batch_wait_s must be in [0, 1] seconds, got {self.batch_wait_s!r}")
+        weight = self.search_relevance_weight
+        if isinstance(weight, bool) or not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"search_relevance_weight must be a finite number >= 0, got {weight!r}")
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ValueError(f"torch_threads must be a positive int or None, got {self.torch_threads!r}")
 

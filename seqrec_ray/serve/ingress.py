@@ -1,5 +1,5 @@
 """HTTP ingress: the deployment behind the routes (api.py), chaining ProfileFetcher ->
-UserEncoder -> Ranker.
+UserEncoder -> Ranker, with the Retriever (search) beside the encoder for /search.
 
 Every downstream call is awaited through its DeploymentHandle (never ``.result()``), so
 one ingress replica keeps many requests in flight while the encoder batches them.
@@ -17,11 +17,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import LoggingConfig
 
-from .api import build_http_app
+from .api import NO_SEARCH_INDEX, build_http_app
 from .batching import GatedBatcher
 from .config import ServeConfig
 from .privacy import read_api_key
-from .ranking import recommend_query
+from .ranking import SearchQuery, recommend_query
 from .schemas import (
     EventIn,
     EventsResponse,
@@ -35,6 +35,8 @@ from .schemas import (
     RankResponse,
     RecommendRequest,
     RecommendResponse,
+    SearchRequest,
+    SearchResponse,
     StoreCounts,
     VersionResponse,
 )
@@ -53,9 +55,10 @@ logger = logging.getLogger("ray.serve")
 @serve.ingress()
 class Ingress:
     def __init__(
-        self, fetcher: DeploymentHandle, encoder: DeploymentHandle, ranker: DeploymentHandle, config: ServeConfig
+        self, fetcher: DeploymentHandle, encoder: DeploymentHandle, ranker: DeploymentHandle,
+        retriever: DeploymentHandle, config: ServeConfig,
     ) -> None:
-        self._fetcher, self._encoder, self._ranker = fetcher, encoder, ranker
+        self._fetcher, self._encoder, self._ranker, self._retriever = fetcher, encoder, ranker, retriever
         self._config = config
         self._api_key = read_api_key(config)  # here, in the replica: never in the config
         self._recommend_batcher = GatedBatcher(
@@ -92,12 +95,32 @@ class Ingress:
     async def rank(self, req: RankRequest) -> RankResponse:
         history = (await self._fetcher.fetch.remote(req.user_id))["history"]
         query: dict[str, Any] = {"items": req.items}
-        if history:
-            encoded = await self._encoder.encode.remote(history)
+        encoding = self._encoder.encode.remote(history) if history else None
+        if req.query:  # the query orders the items that match it first (when the model has an index)
+            retrieved = await self._retriever.retrieve.remote(req.query, len(req.items), list(req.items))
+            query["matches"] = retrieved["matches"] if retrieved["available"] else None
+        if encoding is not None:
+            encoded = await encoding
             query.update(vector=encoded["vector"], checkpoint=encoded["checkpoint"])
         result = await self._ranker.rank.remote(query)
         return RankResponse(user_id=req.user_id, cold_start=not history, query=req.query,
                             items=result["items"], model=result["model"])
+
+    async def search(self, req: SearchRequest) -> SearchResponse:
+        """Fetcher (history) -> retriever (matches) and encoder (user vector) side by side -> ranker."""
+        history = (await self._fetcher.fetch.remote(req.user_id))["history"]
+        encoding = self._encoder.encode.remote(history) if history else None
+        retrieved = await self._retriever.retrieve.remote(req.query, self._config.search_candidates)
+        if not retrieved["available"]:
+            raise HTTPException(404, NO_SEARCH_INDEX)
+        encoded = await encoding if encoding is not None else {}
+        base = recommend_query(req.k, history, req.exclude_purchased, req.categories, encoded.get("vector"),
+                               encoded.get("used", 0))
+        query = SearchQuery(k=req.k, matches=tuple(retrieved["matches"]), vector=base.vector, exclude=base.exclude,
+                            categories=base.categories, history=base.history)
+        result = await self._ranker.search.remote({"query": query, "checkpoint": encoded.get("checkpoint")})
+        return SearchResponse(user_id=req.user_id, query=req.query, cold_start=not history,
+                              matched=len(retrieved["matches"]), items=result["items"], model=result["model"])
 
     async def post_events(self, events: list[EventIn]) -> EventsResponse:
         now = time.time()
@@ -126,7 +149,8 @@ class Ingress:
     async def health(self) -> HealthResponse:
         """Every stage answers; what they hold (paths, counts) is for /version, behind the key."""
         try:
-            await asyncio.gather(self._fetcher.ping.remote(), self._encoder.version.remote(), self._ranker.version.remote())
+            await asyncio.gather(self._fetcher.ping.remote(), self._encoder.version.remote(), self._ranker.version.remote(),
+                                 self._retriever.version.remote())
         except Exception:
             logger.exception("health check: a stage did not answer")
             return HealthResponse(status="unavailable")

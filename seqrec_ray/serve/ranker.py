@@ -13,7 +13,7 @@ from ray import serve
 from .config import ServeConfig, resolve_device
 from .live_items import sync_catalogue
 from .model import load_serving_model
-from .ranking import RankerModel, rank_items, recommend_batch
+from .ranking import RankerModel, rank_items, recommend_batch, search_items
 
 logger = logging.getLogger("ray.serve")
 
@@ -79,8 +79,19 @@ class Ranker:
         return out
 
     async def rank(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"items", "vector"?, "checkpoint"?, "matches"?}``: matches are the retriever's
+        for the request's query (None without one)."""
         model = self._model_for(request.get("checkpoint"))
-        return {"items": rank_items(model, request.get("vector"), request["items"]), "model": model.label}
+        items = rank_items(model, request.get("vector"), request["items"], request.get("matches"),
+                           self._config.search_relevance_weight)
+        return {"items": items, "model": model.label}
+
+    async def search(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"query": SearchQuery, "checkpoint": key or None (no history)}``."""
+        model = self._model_for(request.get("checkpoint"))
+        items = search_items(model, request["query"], self._config.search_relevance_weight,
+                             self._config.reasons_per_item)
+        return {"items": items, "model": model.label}
 
     def version(self) -> dict[str, Any]:
         self._model_for(None)  # the live-item count as of now

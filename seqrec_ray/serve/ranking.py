@@ -269,14 +269,30 @@ def recommend_batch(model: RankerModel, queries: Sequence[RecommendQuery], per_i
     return out
 
 
-def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[str]) -> list[dict]:
+def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[str],
+               matches: Sequence[Mapping[str, Any]] | None = None, relevance_weight: float = 0.0) -> list[dict]:
     """Exactly ``items``, best first; unknown items last in their given order (score None).
     An item posted live is scored from its content (``new_item``); a discontinued one is
-    still scored (the caller asked for it) and flagged."""
+    still scored (the caller asked for it) and flagged.
+
+    ``matches`` (the retriever's, for the request's query): the items that match the query
+    come first, by ``search_scores``; the others follow by the model's score alone."""
     catalogue = model.catalogue
     candidates = catalogue.item_indices(items)
     user = None if vector is None else torch.from_numpy(np.asarray(vector)).to(model.embeddings)
     order, scores = rank_candidates(user, model.embeddings, candidates, model.counts)
+    by_id = {m["item_id"]: m for m in matches or ()}
+    if by_id:
+        relevance = np.array([by_id[i]["relevance"] if i in by_id else 0.0 for i in items])
+        known = candidates >= FIRST_ID_INDEX
+        personal = np.where(known, np.nan_to_num(scores, nan=0.0), 0.0)
+        fused = np.full(len(items), -np.inf)
+        matched = (relevance > 0) & known
+        if matched.any():
+            fused[matched] = search_scores(relevance[matched], personal[matched], relevance_weight)
+        # Matching items first (by the fused score), then the rest as before.
+        rest = {j: r for r, j in enumerate(order)}
+        order = sorted(range(len(items)), key=lambda j: (not matched[j], -fused[j] if matched[j] else rest[j]))
     return [
         {
             "item_id": items[j],
@@ -284,12 +300,75 @@ def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[st
             "known": bool(candidates[j] >= FIRST_ID_INDEX),
             "new_item": bool(catalogue.is_new(int(candidates[j]))),
             "discontinued": catalogue.is_discontinued(items[j], int(candidates[j])),
+            "relevance": by_id[items[j]]["relevance"] if items[j] in by_id else (None if matches is None else 0.0),
+            "matched_terms": list(by_id[items[j]]["matched_terms"]) if items[j] in by_id else [],
         }
         for j in order
     ]
 
 
-def _filter(model: RankerModel, q: RecommendQuery) -> Filter:
+def search_scores(relevance: np.ndarray, personal: np.ndarray, relevance_weight: float) -> np.ndarray:
+    """The search score of N candidates that match a query: ``relevance_weight`` x the log
+    of each one's relevance relative to the best match, plus the log-softmax of the
+    personal scores over the candidates (the model's user @ item, or log popularity for a
+    user without history). The weight decides how far the shopper's history may lift a
+    weaker match above a stronger one: by the time a candidate matches half as well, its
+    personal probability must be 2 ** weight times higher to pass."""
+    relative = np.log(np.maximum(relevance, 1e-12) / relevance.max())
+    shifted = personal - personal.max()
+    return relevance_weight * relative + shifted - np.log(np.exp(shifted).sum())
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What /search asks the ranker for one user: the retriever's matches (best first,
+    ``{"item_id", "relevance", "matched_terms"}``) and the /recommend fields."""
+
+    k: int
+    matches: tuple[Mapping[str, Any], ...]
+    vector: np.ndarray | None = None  # None = no history: relevance with popularity
+    exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] | None = None
+    history: tuple[tuple[str, str], ...] = ()
+
+
+def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, per_item: int) -> list[dict]:
+    """The best ``q.k`` matches for the user, with why: the query words each matched and the
+    history events behind the personal part. Filters as /recommend (purchased, categories,
+    discontinued); no match, no result."""
+    catalogue = model.catalogue
+    idx = catalogue.item_indices([m["item_id"] for m in q.matches]) if q.matches else np.zeros(0, np.int64)
+    f = _filter(model, q)
+    allowed = idx >= FIRST_ID_INDEX
+    allowed &= ~np.isin(idx, f.exclude)
+    if f.categories is not None:
+        allowed &= np.isin(catalogue.item_category[np.maximum(idx, 0)], f.categories)
+    blocked = model.blocked()
+    if blocked is not None and len(idx):
+        allowed &= ~blocked.cpu().numpy()[np.maximum(idx, 0)]
+    keep = np.flatnonzero(allowed)
+    if not len(keep):
+        return []
+    chosen = torch.from_numpy(idx[keep]).to(model.embeddings.device)
+    if q.vector is None:
+        personal = np.log1p(model.counts[chosen].double().cpu().numpy())
+    else:
+        user = torch.from_numpy(np.asarray(q.vector)).to(model.embeddings)
+        personal = (model.embeddings[chosen] @ user).double().cpu().numpy()
+    relevance = np.array([q.matches[j]["relevance"] for j in keep])
+    scores = search_scores(relevance, personal, relevance_weight)
+    order = np.argsort(-scores, kind="stable")[: q.k]
+    picked = idx[keep][order]
+    ranked = _with_reasons(model, q, picked, scores[order], per_item)
+    for item, j in zip(ranked, keep[order]):
+        terms = list(q.matches[j]["matched_terms"])
+        item.update(relevance=float(q.matches[j]["relevance"]), matched_terms=terms)
+        matched = "matches " + ", ".join(f'"{t}"' for t in terms)
+        item["reason"] = matched if item["reason"] == "popular item" else f"{matched}; {item['reason']}"
+    return ranked
+
+
+def _filter(model: RankerModel, q: RecommendQuery | SearchQuery) -> Filter:
     exclude = model.catalogue.item_indices(q.exclude)
     categories = None if q.categories is None else np.asarray(model.catalogue.known_categories(q.categories), dtype=np.int64)
     return Filter(exclude=exclude[exclude >= FIRST_ID_INDEX], categories=categories)
@@ -300,7 +379,7 @@ def _item(model: RankerModel, index: int, score: float, reason: str, because: li
             "new_item": model.catalogue.is_new(index)}
 
 
-def _with_reasons(model: RankerModel, q: RecommendQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
+def _with_reasons(model: RankerModel, q: RecommendQuery | SearchQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
     if q.vector is None:
         return [_item(model, i, float(s), "popular item", []) for i, s in zip(indices.tolist(), scores.tolist())]
     history_items = model.catalogue.item_indices(raw for raw, _ in q.history)

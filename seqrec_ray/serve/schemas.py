@@ -116,12 +116,21 @@ class RankRequest(_Strict):
         return data
 
 
+class SearchRequest(_Strict):
+    user_id: RawId
+    query: str = Field(min_length=1, max_length=MAX_QUERY_LENGTH, description="what the shopper typed")
+    k: Count = Field(10, ge=1, description="how many items; at most the service's max_k")
+    exclude_purchased: StrictBool = True
+    categories: list[RawId] | None = Field(None, min_length=1, description="raw category ids to search in")
+
+
 @dataclass(frozen=True)
 class LimitedModels:
     """The request bodies of one deployment, with its limits in their schema."""
 
     recommend: type[RecommendRequest]
     rank: type[RankRequest]
+    search: type[SearchRequest]
 
 
 def limited_models(max_k: int, max_items: int, max_categories: int) -> LimitedModels:
@@ -138,7 +147,13 @@ def limited_models(max_k: int, max_items: int, max_categories: int) -> LimitedMo
         items=(list[RawId], Field(min_length=1, max_length=max_items, json_schema_extra={"uniqueItems": True},
                                   description="distinct candidate raw item ids, e.g. search results")),
     )
-    return LimitedModels(recommend=recommend, rank=rank)
+    search = create_model(
+        "SearchRequest", __base__=SearchRequest, __module__=__name__,
+        k=(Count, Field(10, ge=1, le=max_k, description="how many items")),
+        categories=(list[RawId] | None, Field(None, min_length=1, max_length=max_categories,
+                                              description="raw category ids to search in")),
+    )
+    return LimitedModels(recommend=recommend, rank=rank, search=search)
 
 
 class Contribution(BaseModel):
@@ -168,6 +183,9 @@ class RankedItem(BaseModel):
     known: bool
     new_item: bool = Field(description="posted to /items after the model was trained: scored from its content")
     discontinued: bool = Field(description="deleted from the catalogue (DELETE /items/{item_id}): never recommended")
+    relevance: float | None = Field(None, description=(
+        "with a query: how well the item matches it (0 = not at all; matching items come first); null without one"))
+    matched_terms: list[str] = Field(default_factory=list, description="the query's words the item matched")
 
 
 class RankResponse(BaseModel):
@@ -175,6 +193,25 @@ class RankResponse(BaseModel):
     cold_start: bool
     query: str | None
     items: list[RankedItem]
+    model: str
+
+
+class SearchedItem(BaseModel):
+    item_id: str
+    score: float = Field(description="query relevance and the user's history together (higher is better)")
+    relevance: float = Field(description="how well the item matches the query alone (BM25 and near matches)")
+    matched_terms: list[str] = Field(description="the query's words the item matched, exactly or nearly (typos)")
+    reason: str
+    because: list[Contribution] = Field(description="the history events behind the personal part")
+    new_item: bool = Field(description="posted to /items after the model was trained: scored from its content")
+
+
+class SearchResponse(BaseModel):
+    user_id: str
+    query: str
+    cold_start: bool = Field(description="no history: query relevance with popularity")
+    matched: int = Field(description="items that matched the query before filters and k; 0 = nothing matches")
+    items: list[SearchedItem]
     model: str
 
 

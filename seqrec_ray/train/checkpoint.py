@@ -3,6 +3,7 @@
     CKPT/model.pt        encoder state_dict (torch.load(..., weights_only=True))
     CKPT/model.json      {"encoder", "config" (EncoderConfig), "train_config", "checkpoint_version"}
     CKPT/vocab/          copy of the artifacts' vocab/ (items.parquet, categories.parquet)
+    CKPT/search/         copy of the artifacts' search/ when they have one (data/search_index.py)
     CKPT/meta.json       {"epoch", "metrics", "artifacts_dir", "data_version", "forget_list_version",
                           "created_at", "run_name", ...}
     CKPT/optimizer.pt    optional: optimizer state for resuming (weights_only loadable)
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from seqrec_ray.data.search_index import SEARCH_DIR
 from seqrec_ray.models import EncoderConfig, SequenceEncoder, build_encoder
 
 CHECKPOINT_VERSION = 1
@@ -62,6 +64,9 @@ def save_checkpoint(
     }
     _write_json(path / "model.json", model_json)
     shutil.copytree(vocab_src, path / "vocab", dirs_exist_ok=True)
+    if (artifacts_dir / SEARCH_DIR).is_dir():  # the product search index, served with this model
+        shutil.rmtree(path / SEARCH_DIR, ignore_errors=True)
+        shutil.copytree(artifacts_dir / SEARCH_DIR, path / SEARCH_DIR)
     full_meta = {
         "epoch": None,
         "metrics": {},

@@ -44,6 +44,9 @@ class TrainConfig:
     id_dropout: float = field(default=0.1, metadata={"help": (
         "with item content: share of known items read as unknown while training, so the content "
         "path learns to stand alone for new items")})
+    content_loss: float = field(default=0.0, metadata={"help": (
+        "with item content: weight of a second loss term that scores every item from its content "
+        "alone, teaching the model to rank new products")})
     content_buckets: int | None = field(default=None, metadata={"help": (
         "hashed content-token table rows (default: 8x the catalogue's distinct tokens as a power of "
         "two, 1,024..1,048,576: room for new words with few collisions)")})
@@ -99,6 +102,8 @@ class TrainConfig:
         self.content_fields(True)  # a bad --item-content fails here, naming the value
         if not 0.0 <= self.id_dropout < 1.0:
             raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout!r}")
+        if self.content_loss < 0:
+            raise ValueError(f"content_loss must be >= 0, got {self.content_loss!r}")
         if self.content_buckets is not None and self.content_buckets < 2:
             raise ValueError(f"content_buckets must be >= 2 or None (auto), got {self.content_buckets!r}")
         if self.torch_threads is not None and self.torch_threads < 1:

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from seqrec_ray.models import scoring
+
 from .baselines import BASELINES, ContentScorer, train_item_counts
 from .batches import iterate_batches, table_to_tensors
 from .examples import eval_examples
@@ -33,6 +35,9 @@ class EvaluateConfig:
     batch_size: int = field(default=1024, metadata={"help": "users per scoring batch"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda (the job's default: cuda when available)"})
     baselines: bool = field(default=True, metadata={"help": "the popularity / most-recent rows"})
+    new_item_boost: float = field(default=0.0, metadata={"help": (
+        "added to the model's score of every item without training events (new products) before "
+        "ranking: how much exposure new items get (bench/cold_start_tradeoff.py plots the trade-off)")})
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
@@ -72,6 +77,9 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     }
     num_items = ckpt.model_config.num_items
     counts = train_item_counts(sequences, num_items)
+    boost = scoring.new_item_boost(torch.from_numpy(counts), config.new_item_boost)
+    if boost is not None:
+        result["new_item_boost"] = config.new_item_boost
     scorers = {name: cls(counts) for name, cls in BASELINES.items()} if config.baselines else {}
 
     def batches():
@@ -85,7 +93,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
         def part_batches():
             return iterate_batches(part, config.batch_size)
 
-        rows = {"model": evaluate(ckpt.model, part_batches(), config.ks, config.mask_history, config.device).to_dict()}
+        rows = {"model": evaluate(ckpt.model, part_batches(), config.ks, config.mask_history, config.device,
+                                  item_boost=boost).to_dict()}
         for name, scorer in scorers.items():
             rows[name] = evaluate_scores(scorer, part_batches(), num_items, config.ks, config.mask_history,
                                          config.device).to_dict()
@@ -103,7 +112,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     if config.sampled_negatives:
         negatives, oov = read_sampled_negatives(config.sampled_negatives, table.column("user_id"), ckpt.vocab)
         tensors["negatives"] = negatives
-        model_s = evaluate(ckpt.model, batches(), config.ks, config.mask_history, config.device, negatives_key="negatives")
+        model_s = evaluate(ckpt.model, batches(), config.ks, config.mask_history, config.device, negatives_key="negatives",
+                           item_boost=boost)
         sampled = {"model": model_s.to_dict()}
         for name, scorer in scorers.items():
             sampled[name] = evaluate_scores(
@@ -153,6 +163,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['model']} checkpoint (epoch {result['checkpoint_epoch']}), split={result['split']}, "
         f"history {'masked' if result['mask_history'] else 'not masked'}"
+        + (f", new-item boost {result['new_item_boost']:+g}" if result.get("new_item_boost") else "")
     ]
     sections = [(result.get("full"), "full ranking over all items", "")]
     by_target = result.get("by_target") or {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqrec_ray.models import build_encoder
+from seqrec_ray.models import build_encoder, scoring
 from seqrec_ray.models.losses import FullSoftmaxTask, SampledSoftmaxTask, proposal_distribution
 
 from .batches import trim_left_padding
@@ -47,11 +47,13 @@ def build_task(
         if init_from_items is None:
             raise ValueError("init_from needs the data's item vocabulary (init_from_items)")
         init_from_checkpoint(encoder, config.init_from, init_from_items)
+    content_weight = config.content_loss if encoder.config.uses_content else 0.0
     if config.loss == "full":
-        return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss)
+        return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss, content_weight=content_weight)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
     proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
-    return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1))
+    return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1),
+                              content_weight=content_weight)
 
 
 def train_epoch(
@@ -95,8 +97,10 @@ def evaluate(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     negatives_key: str | None = None,
+    item_boost: torch.Tensor | None = None,
 ) -> RankingMetrics:
-    """Full-ranking metrics of ``encoder`` (bare or wrapped) on eval-example batches."""
+    """Full-ranking metrics of ``encoder`` (bare or wrapped) on eval-example batches;
+    ``item_boost`` ((V,), ``scoring.new_item_boost``) is added to every row of scores."""
     encoder = unwrap_encoder(encoder)
     was_training = encoder.training
     encoder.eval()
@@ -104,7 +108,7 @@ def evaluate(
 
     def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with _autocast(device, autocast_dtype):
-            return encoder.score(trim_left_padding(batch)).float()  # (B, V)
+            return scoring.boost_items(encoder.score(trim_left_padding(batch)).float(), item_boost)  # (B, V)
 
     try:
         return evaluate_scores(score, batches, encoder.config.num_items, ks, mask_history, device, negatives_key)
