@@ -303,11 +303,11 @@ def test_missing_path_and_unknown_format_are_clear_errors(tmp_path):
         R.list_input_files(str(tmp_path), "taobao")
     with pytest.raises(FileNotFoundError, match=r"\*.zzz"):
         R.list_input_files(str(tmp_path / "*.zzz"), "taobao")
-    with pytest.raises(ValueError, match="'csvx'.*taobao, yoochoose, diginetica, s3rec, events"):
+    with pytest.raises(ValueError, match="'csvx'.*taobao, yoochoose, diginetica, s3rec, bestbuy, jdsearch, events"):
         R.list_input_files(str(tmp_path), "csvx")
     with pytest.raises(ValueError, match="csvx"):
         R.read_events(str(tmp_path), "csvx")
-    assert R.FORMATS == ("taobao", "yoochoose", "diginetica", "s3rec", "events")
+    assert R.FORMATS == ("taobao", "yoochoose", "diginetica", "s3rec", "bestbuy", "jdsearch", "events")
 
 
 def test_empty_and_blank_files_yield_no_rows(tmp_path):

@@ -350,6 +350,16 @@ def test_the_ranker_scores_live_items_from_the_encoders_content_vectors():
     ranked = rank_items(ranker, np.ones(8, dtype=np.float32), ["n", "a", "zzz"])
     assert {r["item_id"]: (r["known"], r["new_item"]) for r in ranked} == {
         "n": (True, True), "a": (True, False), "zzz": (False, False)}
+    # The new-item boost lifts the item without training events, and only it, everywhere.
+    user = np.ones(8, dtype=np.float32)
+    assert RankerModel.from_serving(serving, new_item_boost=0.0).boost is None
+    assert ranker.new_item_boost == 1.0 and ranker.boost.tolist() == [0.0] * 6 + [1.0]
+    with torch.no_grad():
+        raw = (ranker.embeddings @ torch.from_numpy(user)).tolist()
+    by_id = {r["item_id"]: r["score"] for r in ranked}
+    assert by_id["n"] == pytest.approx(raw[6] + 1.0) and by_id["a"] == pytest.approx(raw[2])
+    top = dict((i["item_id"], i["score"]) for i in recommend_batch(ranker, [RecommendQuery(k=5, vector=user)], 0)[0])
+    assert top["n"] == pytest.approx(raw[6] + 1.0) and top["a"] == pytest.approx(raw[2])
 
 
 def test_replicas_replaying_the_log_in_different_batches_answer_alike():

@@ -14,6 +14,24 @@ Formats (``FORMATS``):
   ``product-categories.csv`` (``itemId;categoryId``) in the same directory, if present.
 - ``s3rec``: S3-Rec sequence files, ``user item item ...`` per line in time order; each
   item is a ``purchase`` whose timestamp is its position in the line (0, 1, 2, ...).
+- ``bestbuy``: the Best Buy mobile search -> click log, CSV with header
+  ``user,sku,category,query,click_time,query_time``, times ``YYYY-MM-DD HH:MM:SS[.fff]``
+  read as UTC. Every row is one ``click`` at ``click_time`` carrying the query as typed
+  (typos and case kept, surrounding whitespace stripped; empty -> null); one search is one
+  session, ``<user>/<query_time>``. No ``search`` event is made: the log does not say what
+  the search returned, and one carrying the clicked SKU would leak the target.
+- ``jdsearch``: JDsearch (SIGIR'23) ``user_behavior_data*.txt``, TSV with header
+  ``query candidate_wid_list candidate_label_list history_qry_list history_wid_list
+  history_type_list history_time_list``, lists joined with ``_``, query terms with ``\x18``
+  (written here as spaces). A row is one user, ``jd-<n>`` with n its row number in the file
+  from 1 (so the rows of one user base must be in one file). Each history entry is an
+  event: ``CLICK`` -> click, ``CART``, ``FLW`` (follow) -> fav, ``ORD`` -> purchase, with
+  its query unless ``-1`` (query-less). Times are seconds since the user's first event: the
+  time list holds gaps (the first 0) plus one for the row's own search, whose candidates
+  with label 1 / 2 / 3 become a click / cart / purchase carrying the row's query (label 0:
+  no event). A wid ``-1`` is a missing item. Lists whose lengths disagree make every event
+  of the row ``wrong_column_count``; a row without history or positive candidates yields
+  one ``missing_item_id`` row.
 - ``events``: Parquet or CSV (with header) already in the project schema; extra columns
   are ignored, missing optional columns are null.
 
@@ -26,6 +44,9 @@ UTF-8, replaced by U+FFFD), ``missing_user_id``, ``missing_item_id``,
 checks (a timestamp in 1970, a negative price) are featurize's job. Missing ids come out
 null, never "". Blank lines hold no row and are not counted. An S3-Rec line with a user
 and no items yields one ``missing_item_id`` row.
+
+Timestamps are wall-clock seconds except for ``s3rec`` (positions) and ``jdsearch``
+(seconds relative to each user's first event).
 """
 
 from __future__ import annotations
@@ -56,12 +77,21 @@ from seqrec_ray.schema import (
     WRONG_COLUMN_COUNT,
 )
 
-FORMATS = ("taobao", "yoochoose", "diginetica", "s3rec", "events")
+FORMATS = ("taobao", "yoochoose", "diginetica", "s3rec", "bestbuy", "jdsearch", "events")
 
 
 TAOBAO_BEHAVIOURS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "purchase"}
 DIGINETICA_CATEGORIES_FILE = "product-categories.csv"
 ANONYMOUS_USER_PREFIX = "session-"
+BESTBUY_COLUMNS = ("user", "sku", "category", "query", "click_time", "query_time")
+JDSEARCH_COLUMNS = ("query", "candidate_wid_list", "candidate_label_list", "history_qry_list",
+                    "history_wid_list", "history_type_list", "history_time_list")
+JDSEARCH_TYPES = {"CLICK": "click", "CART": "cart", "FLW": "fav", "ORD": "purchase"}
+JDSEARCH_LABELS = {1.0: "click", 2.0: "cart", 3.0: "purchase"}  # 0.0: shown, not engaged
+JDSEARCH_USER_PREFIX = "jd-"
+JDSEARCH_LIST_SEPARATOR = "_"
+JDSEARCH_TERM_SEPARATOR = "\x18"
+JDSEARCH_ABSENT = "-1"  # a query-less history entry; as a wid, no item
 
 # A Converter turns one block of raw string columns into a READER_SCHEMA table.
 Converter = Callable[[pa.Table], pa.Table]
@@ -77,6 +107,7 @@ class _Layout:
     quoting: bool  # only the generic CSV quotes; elsewhere a stray quote must not eat lines
     suffixes: tuple[str, ...]  # data files in a directory or glob end with one of these
     side_files: tuple[str, ...]  # fnmatch patterns of files that are never data
+    expands: bool = False  # a line may become several rows (s3rec, jdsearch)
 
 
 _LAYOUTS = {
@@ -89,7 +120,11 @@ _LAYOUTS = {
                           (".csv", ".csv.gz"), ("product-categories*",)),
     # One column per line: \x1f (ASCII unit separator) never occurs in these files.
     "s3rec": _Layout("\x1f", ("line",), False, False, (".txt", ".txt.gz"),
-                     ("*_sample.txt", "*_sample.txt.gz")),
+                     ("*_sample.txt", "*_sample.txt.gz"), expands=True),
+    "bestbuy": _Layout(",", BESTBUY_COLUMNS, True, False, (".csv", ".csv.gz"), ()),
+    "jdsearch": _Layout("\t", JDSEARCH_COLUMNS, True, False,
+                        (".txt", ".tsv", ".txt.gz", ".tsv.gz"),
+                        ("product_meta_data*", "product_data*"), expands=True),
     "events": _Layout(",", (), True, True, (".parquet", ".pq", ".csv", ".csv.gz"), ()),
 }
 
@@ -101,6 +136,8 @@ _EXPECTED = {
     "diginetica": ("';'-separated text with the header "
                    "sessionId;userId;timeframe;eventdate;ordernumber;itemId"),
     "s3rec": "text lines 'user item item ...'",
+    "bestbuy": f"comma-separated text with the header {','.join(BESTBUY_COLUMNS)}",
+    "jdsearch": f"tab-separated text with the header {', '.join(JDSEARCH_COLUMNS)}",
     "events": "Parquet (.parquet, .pq) or comma-separated text with a header (.csv, .csv.gz)",
 }
 
@@ -184,6 +221,22 @@ def _numeric(col) -> pa.Array:
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return pc.cast(col, pa.float64())
     return _parse_float(_strings(col))
+
+
+_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$"
+_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _datetime_seconds(col) -> pa.Array:
+    """Trimmed ``YYYY-MM-DD HH:MM:SS[.fff]`` strings (UTC) -> float seconds since the
+    epoch; null where malformed. strptime rolls 02-30 over to 03-02, so the parsed time
+    must format back to the text it came from."""
+    ok = pc.fill_null(pc.match_substring_regex(col, _DATETIME), False)
+    whole = pc.utf8_slice_codeunits(pc.if_else(ok, col, pa.scalar(None, pa.string())), 0, 19)
+    parsed = pc.strptime(whole, format=_DATETIME_FORMAT, unit="s", error_is_null=True)
+    real = pc.equal(pc.strftime(parsed, format=_DATETIME_FORMAT), whole)
+    fraction = pc.fill_null(_parse_float(pc.utf8_slice_codeunits(col, 19)), 0.0)  # ".66" -> 0.66
+    return pc.if_else(real, pc.add(_numeric(parsed), fraction), pa.scalar(None, pa.float64()))
 
 
 def _constant(value: str, n: int) -> pa.Array:
@@ -290,6 +343,158 @@ def _s3rec(raw: pa.Table) -> pa.Table:
             S.TIMESTAMP: pa.array(position.astype(np.float64))}
     checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item))]
     return _assemble(cols, checks, n)
+
+
+def _bestbuy(raw: pa.Table) -> pa.Table:
+    user, item = _strings(raw["user"]), _strings(raw["sku"])
+    ts = _datetime_seconds(_strings(raw["click_time"]))
+    searched = _strings(raw["query_time"])
+    session = pc.if_else(pc.or_(_is_missing(user), _is_missing(searched)),
+                         pa.scalar(None, pa.string()),
+                         pc.binary_join_element_wise(user, searched, "/"))
+    n = raw.num_rows
+    cols = {S.USER_ID: user, S.ITEM_ID: item, S.EVENT_TYPE: _constant("click", n),
+            S.TIMESTAMP: ts, S.SESSION_ID: session,
+            S.CATEGORY_ID: _empty_to_null(_strings(raw["category"])),
+            S.QUERY: _empty_to_null(_strings(raw["query"]))}
+    checks = [(MISSING_USER_ID, _is_missing(user)), (MISSING_ITEM_ID, _is_missing(item)),
+              (BAD_TIMESTAMP, _not_finite(ts))]
+    return _assemble(cols, checks, n)
+
+
+@dataclass(frozen=True)
+class _Lists:
+    """One ``_``-joined list column of a JDsearch block, flattened."""
+
+    values: pa.Array  # every element, row after row (an empty field holds one "", unused)
+    starts: np.ndarray  # (rows,) index in ``values`` of each row's first element
+    lengths: np.ndarray  # (rows,) elements per row; 0 for an empty field
+
+    @staticmethod
+    def split(col) -> _Lists:
+        col = _strings(col)
+        parts = pc.split_pattern(col, JDSEARCH_LIST_SEPARATOR)
+        parts = parts.combine_chunks() if isinstance(parts, pa.ChunkedArray) else parts
+        offsets = parts.offsets.to_numpy()
+        empty = _is_missing(col).to_numpy(zero_copy_only=False)
+        lengths = np.where(empty, 0, np.diff(offsets))
+        return _Lists(pc.utf8_trim_whitespace(parts.values), offsets[:-1], lengths)
+
+    def elements(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row, position in the row) of every element, in order."""
+        rows = np.repeat(np.arange(len(self.lengths)), self.lengths)
+        firsts = np.cumsum(self.lengths) - self.lengths
+        return rows, np.arange(len(rows)) - firsts[rows]
+
+    def at(self, rows: np.ndarray, positions: np.ndarray) -> pa.Array:
+        """Element ``positions[k]`` of row ``rows[k]``; null past the row's end."""
+        inside = positions < self.lengths[rows]
+        index = np.where(inside, self.starts[rows] + positions, 0)
+        return pc.take(self.values, pa.array(index, pa.int64(), mask=~inside))
+
+    def running_sum(self, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Sum of row ``rows[k]``'s numbers up to and including ``positions[k]``; NaN past
+        the row's end or when one of those numbers does not parse."""
+        numbers = _parse_float(self.values).to_numpy(zero_copy_only=False)
+        good = np.isfinite(numbers)
+        total = np.concatenate([[0.0], np.cumsum(np.where(good, numbers, 0.0))])
+        bad = np.concatenate([[0], np.cumsum(~good)])
+        inside = positions < self.lengths[rows]
+        begin = self.starts[rows]
+        end = np.where(inside, begin + positions + 1, begin)
+        sums = total[end] - total[begin]
+        return np.where(inside & (bad[end] == bad[begin]), sums, np.nan)
+
+
+def _array(col) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _jd_query(col) -> pa.Array:
+    """JDsearch term ids joined by spaces, as the catalogue writes names; ``-1`` -> null."""
+    col = _strings(col)
+    text = _empty_to_null(pc.replace_substring(col, JDSEARCH_TERM_SEPARATOR, " "))
+    return _array(pc.if_else(pc.equal(col, JDSEARCH_ABSENT), pa.scalar(None, pa.string()), text))
+
+
+def _lookup(codes: pa.Array, mapping: dict) -> tuple[pa.Array, pa.Array]:
+    """(``mapping``'s event type of each code, or the code itself where it has none;
+    whether it has none)."""
+    index = pc.index_in(codes, value_set=pa.array(list(mapping)))
+    names = pc.take(pa.array(list(mapping.values())), index)
+    unknown = pc.is_null(index)
+    return pc.if_else(unknown, pc.cast(codes, pa.string()), names), unknown
+
+
+def _jd_order(h_rows, s_rows, h_pos, s_pos, n: int) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Rows of the events (history, engaged candidates, one for each row with neither),
+    the rows with neither, and the order that puts each row's events together."""
+    empty = np.setdiff1d(np.flatnonzero(np.bincount(h_rows, minlength=n) == 0), s_rows)
+    rows = np.concatenate([h_rows, s_rows, empty])
+    part = np.repeat([0, 1, 2], [len(h_rows), len(s_rows), len(empty)])
+    positions = np.concatenate([h_pos, s_pos, np.zeros(len(empty), dtype=np.int64)])
+    order = np.lexsort((positions, part, rows))  # last key is primary
+    return rows[order], empty, pa.array(order)
+
+
+def _jdsearch(raw: pa.Table, first_row: int) -> pa.Table:
+    """One row per user: history entries, then the search's engaged candidates; a row
+    with neither gives one itemless row (rows are never dropped)."""
+    raw = {name: _array(raw[name]) for name in JDSEARCH_COLUMNS}
+    n = len(raw["query"])
+    lists = {name: _Lists.split(raw[name]) for name in JDSEARCH_COLUMNS[1:]}
+    wids, times = lists["history_wid_list"], lists["history_time_list"]
+    candidates, labels = lists["candidate_wid_list"], lists["candidate_label_list"]
+    history = wids.lengths
+    agree = ((lists["history_qry_list"].lengths == history)
+             & (lists["history_type_list"].lengths == history) & (times.lengths == history + 1)
+             & (candidates.lengths == labels.lengths))
+    h_rows, h_pos = wids.elements()
+    l_rows, l_pos = labels.elements()
+    label = _parse_float(labels.at(l_rows, l_pos))
+    engaged = pc.invert(pc.fill_null(pc.equal(label, 0.0), False)).to_numpy(zero_copy_only=False)
+    s_rows, s_pos = l_rows[engaged], l_pos[engaged]
+    rows, empty, order = _jd_order(h_rows, s_rows, h_pos, s_pos, n)
+
+    def stacked(history_part, search_part, empty_part) -> pa.Array:
+        return pc.take(pa.concat_arrays([history_part, search_part, empty_part]), order)
+
+    h_type, h_unknown = _lookup(pc.ascii_upper(lists["history_type_list"].at(h_rows, h_pos)),
+                                JDSEARCH_TYPES)
+    s_type, s_unknown = _lookup(label.filter(pa.array(engaged)), JDSEARCH_LABELS)
+    s_type = pc.if_else(s_unknown, labels.at(s_rows, s_pos), s_type)  # the raw label text
+    nothing, no = pa.nulls(len(empty), pa.string()), pa.repeat(pa.scalar(False), len(empty))
+    item = stacked(wids.at(h_rows, h_pos), candidates.at(s_rows, s_pos), nothing)
+    item = pc.if_else(pc.equal(item, JDSEARCH_ABSENT), pa.scalar(None, pa.string()), item)
+    ts = np.concatenate([times.running_sum(h_rows, h_pos),
+                         times.running_sum(s_rows, history[s_rows]),  # the extra, last gap
+                         np.full(len(empty), np.nan)])
+    query = stacked(_jd_query(lists["history_qry_list"].at(h_rows, h_pos)),
+                    pc.take(_jd_query(raw["query"]), pa.array(s_rows, pa.int64())), nothing)
+    mismatched = pa.array(~agree[rows])
+    line = pc.binary_join_element_wise(*raw.values(), "\t")  # kept for the rejects
+    query = pc.if_else(mismatched, pc.take(line, pa.array(rows, pa.int64())), query)
+    users = pa.array([f"{JDSEARCH_USER_PREFIX}{first_row + i}" for i in range(n)], pa.string())
+    cols = {S.USER_ID: pc.take(users, pa.array(rows, pa.int64())), S.ITEM_ID: item,
+            S.EVENT_TYPE: stacked(h_type, s_type, nothing),
+            S.TIMESTAMP: pc.take(pa.array(ts, mask=np.isnan(ts)), order),  # unknown: null
+            S.QUERY: query}
+    checks = [(WRONG_COLUMN_COUNT, mismatched), (MISSING_ITEM_ID, _is_missing(item)),
+              (UNKNOWN_EVENT_TYPE, stacked(h_unknown, s_unknown, no)),
+              (BAD_TIMESTAMP, _not_finite(cols[S.TIMESTAMP]))]
+    return _assemble(cols, checks, len(rows))
+
+
+class _JdsearchFile:
+    """The jdsearch converter of one file: it numbers the rows (the users) across blocks."""
+
+    def __init__(self) -> None:
+        self.rows_seen = 0
+
+    def __call__(self, raw: pa.Table) -> pa.Table:
+        first = self.rows_seen + 1
+        self.rows_seen += raw.num_rows
+        return _jdsearch(raw, first)
 
 
 def _events(raw: pa.Table) -> pa.Table:
@@ -493,9 +698,7 @@ def _bad_lines_table(lines: list[str], columns: tuple[str, ...], layout: _Layout
         name: pa.array([(f[i] if i < len(f) else "") for f in fields], pa.string())
         for i, name in enumerate(columns)
     })
-    table = convert(raw)
-    # s3rec may expand a line into several rows: map each row back to its line.
-    repeats = _rows_per_line(raw, table, layout)
+    table, repeats = _convert_lines(raw, layout, convert)
     reason = _constant(WRONG_COLUMN_COUNT, table.num_rows)
     query = pa.array(np.repeat(np.array(lines, dtype=object), repeats), pa.string())
     table = table.set_column(table.schema.get_field_index(S.QUERY), S.QUERY, query)
@@ -503,11 +706,14 @@ def _bad_lines_table(lines: list[str], columns: tuple[str, ...], layout: _Layout
                             S.INVALID_REASON, reason)
 
 
-def _rows_per_line(raw: pa.Table, table: pa.Table, layout: _Layout) -> np.ndarray:
-    if table.num_rows == raw.num_rows:
-        return np.ones(raw.num_rows, dtype=np.int64)
-    tokens = pc.split_pattern_regex(_strings(raw[layout.columns[0]]), r"\s+")
-    return np.maximum(pc.list_value_length(tokens).to_numpy(zero_copy_only=False) - 1, 1)
+def _convert_lines(raw: pa.Table, layout: _Layout, convert: Converter
+                   ) -> tuple[pa.Table, np.ndarray]:
+    """Converted lines and the rows each gave: a format that expands a line into several
+    rows converts (the few) bad lines one at a time, to map each row back to its line."""
+    if not layout.expands:
+        return convert(raw), np.ones(raw.num_rows, dtype=np.int64)
+    parts = [convert(raw.slice(i, 1)) for i in range(raw.num_rows)]
+    return pa.concat_tables(parts), np.array([p.num_rows for p in parts], dtype=np.int64)
 
 
 def _iter_csv_file(path: str, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
@@ -535,7 +741,10 @@ def _iter_csv_file(path: str, fmt: str, batch_rows: int) -> Iterator[pa.Table]:
 def _converter(fmt: str, path: str) -> Converter:
     if fmt == "diginetica":
         return partial(_diginetica, categories=_load_diginetica_categories(path))
-    return {"taobao": _taobao, "yoochoose": _yoochoose, "s3rec": _s3rec, "events": _events}[fmt]
+    if fmt == "jdsearch":
+        return _JdsearchFile()
+    return {"taobao": _taobao, "yoochoose": _yoochoose, "s3rec": _s3rec, "bestbuy": _bestbuy,
+            "events": _events}[fmt]
 
 
 # ---------------------------------------------------------------- public API

@@ -32,8 +32,9 @@ REASON = "reason"
 # Wall-clock sources: an e-commerce log from before 1990 or after 2100 is a broken clock.
 WALL_CLOCK_MIN = 631_152_000.0  # 1990-01-01T00:00:00Z
 WALL_CLOCK_MAX = 4_102_444_800.0  # 2100-01-01T00:00:00Z
-# Formats whose "timestamp" is the event's position in the user's line (0, 1, 2, ...).
-POSITIONAL_TIME_FORMATS = ("s3rec",)
+# Formats without wall-clock time: S3-Rec's "timestamp" is the event's position in the
+# user's line (0, 1, 2, ...); JDsearch's is seconds since the user's first event.
+POSITIONAL_TIME_FORMATS = ("s3rec", "jdsearch")
 
 
 @dataclass(frozen=True)

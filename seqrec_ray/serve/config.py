@@ -6,6 +6,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from seqrec_ray.models.scoring import NEW_ITEM_BOOST
+
 DEVICES = ("auto", "cpu", "cuda")
 SCORE_DTYPES = ("float32", "bfloat16")
 API_KEY_ENV = "SEQREC_API_KEY"
@@ -52,6 +54,9 @@ class ServeConfig:
     # /search and /rank with a query: how much query relevance outweighs the user's history
     # (ranking.search_scores); a first heuristic until a query-aware model scores both.
     search_relevance_weight: float = 3.0
+    # Models with item content: added to the score of items without training events (new
+    # products) wherever the ranker scores (models.scoring.NEW_ITEM_BOOST).
+    new_item_boost: float = NEW_ITEM_BOOST
     score_dtype: str = "float32"  # "bfloat16": half-size full-catalogue pass, exact rescoring
 
     def __post_init__(self) -> None:
@@ -79,9 +84,10 @@ class ServeConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not (isinstance(self.batch_wait_s, (int, float)) and math.isfinite(self.batch_wait_s) and 0 <= self.batch_wait_s <= 1):
             raise ValueError(f"batch_wait_s must be in [0, 1] seconds, got {self.batch_wait_s!r}")
-        weight = self.search_relevance_weight
-        if isinstance(weight, bool) or not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"search_relevance_weight must be a finite number >= 0, got {weight!r}")
+        for name in ("search_relevance_weight", "new_item_boost"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.torch_threads is not None and (not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ValueError(f"torch_threads must be a positive int or None, got {self.torch_threads!r}")
 

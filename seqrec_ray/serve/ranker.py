@@ -48,7 +48,7 @@ class Ranker:
         key = str(load_key(path))
         if key not in self._models:
             serving = load_serving_model(path, self._device)
-            self._models[key] = RankerModel.from_serving(serving, self._config.score_dtype)
+            self._models[key] = RankerModel.from_serving(serving, self._config.score_dtype, self._config.new_item_boost)
         self._models.move_to_end(key)
         while len(self._models) > KEEP_MODELS:
             self._models.popitem(last=False)

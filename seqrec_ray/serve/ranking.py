@@ -76,15 +76,19 @@ def popular(counts: torch.Tensor, k: int, f: Filter, item_category: torch.Tensor
 
 
 def rank_candidates(
-    user: torch.Tensor | None, embeddings: torch.Tensor, candidates: np.ndarray, counts: torch.Tensor
+    user: torch.Tensor | None, embeddings: torch.Tensor, candidates: np.ndarray, counts: torch.Tensor,
+    boost: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank the given candidate indices (N,): (order into candidates, score per candidate).
 
-    Known items are scored by ``user @ item`` (by popularity when ``user`` is None, a cold
-    start); unknown ones (index < 2) get score NaN and go last in their given order.
+    Known items are scored by ``user @ item`` (plus ``boost``, (V,), for new items; by
+    popularity when ``user`` is None, a cold start); unknown ones (index < 2) get score NaN
+    and go last in their given order.
     """
     idx = torch.from_numpy(candidates).to(embeddings.device)
     scores = scoring.candidate_scores(user, embeddings, idx, counts).cpu().numpy()  # (N,)
+    if user is not None and boost is not None:
+        scores = scores + boost[idx.clamp(min=0)].double().cpu().numpy()
     known = candidates >= FIRST_ID_INDEX
     # Stable sort: known by score descending, then unknown in their given order.
     order = np.lexsort((np.arange(len(candidates)), -np.nan_to_num(scores, nan=-np.inf), ~known))
@@ -150,21 +154,29 @@ class RankerModel:
     catalogue: LiveCatalogue
     fast_table: torch.Tensor | None = None  # (V, D) bfloat16
     serving: ServingModel | None = None  # the encoder whose content vectors new items get
+    new_item_boost: float = 0.0  # added to items without training events (content models only)
+    boost: torch.Tensor | None = None  # (V,) scoring.new_item_boost of ``counts``, or None
 
     @classmethod
-    def from_serving(cls, model: ServingModel, score_dtype: str = "float32") -> RankerModel:
+    def from_serving(cls, model: ServingModel, score_dtype: str = "float32",
+                     new_item_boost: float = scoring.NEW_ITEM_BOOST) -> RankerModel:
         with torch.no_grad():
             embeddings = model.encoder.item_embeddings().detach().float().contiguous()
         device = embeddings.device
+        counts = torch.tensor(model.vocab.item_counts, dtype=torch.int64, device=device)
+        # An ID-only model's rows for never-trained items are noise: nothing to lift.
+        boost = new_item_boost if model.encoder.config.uses_content else 0.0
         return cls(
             key=model.key,
             label=model_label(model.info),
             embeddings=embeddings,
             item_category=torch.tensor(model.vocab.item_category, dtype=torch.int64, device=device),
-            counts=torch.tensor(model.vocab.item_counts, dtype=torch.int64, device=device),
+            counts=counts,
             catalogue=model.catalogue,
             fast_table=fast_table(embeddings, score_dtype),
             serving=model,
+            new_item_boost=boost,
+            boost=scoring.new_item_boost(counts, boost),
         )
 
     @property
@@ -193,6 +205,7 @@ class RankerModel:
             if n_added:
                 self.counts = torch.cat([self.counts, torch.zeros(n_added, dtype=self.counts.dtype,
                                                                   device=self.counts.device)])
+                self.boost = scoring.new_item_boost(self.counts, self.new_item_boost)
         self.item_category = torch.from_numpy(self.catalogue.item_category).to(self.embeddings.device)
 
 
@@ -212,13 +225,18 @@ def catalogue_top_k(
     pushed a true top-k item below the shortlist's end.
     """
     if model.fast_table is None:
-        return top_k(scoring.catalogue_scores(users, model.embeddings), ks, filters, model.item_category,
-                     model.blocked())  # (B, V) scores
+        scores = scoring.boost_items(scoring.catalogue_scores(users, model.embeddings), model.boost)  # (B, V)
+        return top_k(scores, ks, filters, model.item_category, model.blocked())
     scores = scoring.catalogue_scores(users.to(torch.bfloat16), model.fast_table)  # (B, V) bfloat16, ranked as is
+    scores = scoring.boost_items(scores, model.boost)
     shortlists = top_k(scores, [k + SHORTLIST_MARGIN for k in ks], filters, model.item_category, model.blocked())
     out = []
     for user, k, (idx, _) in zip(users, ks, shortlists):
-        exact = (model.embeddings[torch.from_numpy(idx).to(user.device)] @ user).double().cpu().numpy()  # (S,)
+        rows = torch.from_numpy(idx).to(user.device)
+        exact = model.embeddings[rows] @ user
+        if model.boost is not None:
+            exact = exact + model.boost[rows]
+        exact = exact.double().cpu().numpy()  # (S,)
         order = np.argsort(-exact, kind="stable")[:k]
         out.append((idx[order], exact[order]))
     return out
@@ -280,7 +298,7 @@ def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[st
     catalogue = model.catalogue
     candidates = catalogue.item_indices(items)
     user = None if vector is None else torch.from_numpy(np.asarray(vector)).to(model.embeddings)
-    order, scores = rank_candidates(user, model.embeddings, candidates, model.counts)
+    order, scores = rank_candidates(user, model.embeddings, candidates, model.counts, model.boost)
     by_id = {m["item_id"]: m for m in matches or ()}
     if by_id:
         relevance = np.array([by_id[i]["relevance"] if i in by_id else 0.0 for i in items])
@@ -354,7 +372,10 @@ def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, pe
         personal = np.log1p(model.counts[chosen].double().cpu().numpy())
     else:
         user = torch.from_numpy(np.asarray(q.vector)).to(model.embeddings)
-        personal = (model.embeddings[chosen] @ user).double().cpu().numpy()
+        personal = model.embeddings[chosen] @ user
+        if model.boost is not None:
+            personal = personal + model.boost[chosen]
+        personal = personal.double().cpu().numpy()
     relevance = np.array([q.matches[j]["relevance"] for j in keep])
     scores = search_scores(relevance, personal, relevance_weight)
     order = np.argsort(-scores, kind="stable")[: q.k]

@@ -35,9 +35,10 @@ class EvaluateConfig:
     batch_size: int = field(default=1024, metadata={"help": "users per scoring batch"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda (the job's default: cuda when available)"})
     baselines: bool = field(default=True, metadata={"help": "the popularity / most-recent rows"})
-    new_item_boost: float = field(default=0.0, metadata={"help": (
-        "added to the model's score of every item without training events (new products) before "
-        "ranking: how much exposure new items get (bench/cold_start_tradeoff.py plots the trade-off)")})
+    new_item_boost: float = field(default=scoring.NEW_ITEM_BOOST, metadata={"help": (
+        "models with item content: added to the score of every item without training events (new "
+        "products) before ranking, how much exposure new items get (bench/cold_start_tradeoff.py "
+        "plots the trade-off); 0 = the model's own scores")})
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
@@ -77,7 +78,9 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     }
     num_items = ckpt.model_config.num_items
     counts = train_item_counts(sequences, num_items)
-    boost = scoring.new_item_boost(torch.from_numpy(counts), config.new_item_boost)
+    # Only a content model scores never-trained items from anything: an ID-only model's rows
+    # for them are their random initialisation, which no boost should lift.
+    boost = scoring.new_item_boost(torch.from_numpy(counts), config.new_item_boost if ckpt.model_config.uses_content else 0.0)
     if boost is not None:
         result["new_item_boost"] = config.new_item_boost
     scorers = {name: cls(counts) for name, cls in BASELINES.items()} if config.baselines else {}
