@@ -10,7 +10,8 @@ user views, clicks and carts three of those), POST /recommend again (the answer 
 events, no retraining, no restart). For a model with item content (a catalogue was
 featurized), POST /items lists a new product like one of the user's recommendations, a new
 shopper views products related to it, and POST /recommend shows it among theirs
-("new_item": true), scored from its content alone. With --keep-serving it then blocks until
+("new_item": true), scored from its content alone. Last, POST /search with two words of a
+recommended product's title, one misspelt. With --keep-serving it then blocks until
 Ctrl-C; otherwise it shuts Serve and Ray down.
 """
 
@@ -103,6 +104,25 @@ def run_requests(cfg: ServeDemoConfig) -> None:
         print(f"\n# after viewing/clicking/carting {fresh}: top-5 {verdict}: {before} -> {after}")
         if show(client, "GET", "/version")["model"].get("item_content"):
             list_a_new_product(client, cfg.artifacts, after[0])
+        search_with_a_typo(client, cfg.artifacts, user, after[0])
+
+
+def search_with_a_typo(client, artifacts: Path, user: str, like: str) -> None:
+    """POST /search with two words of ``like``'s title, the second misspelt (two letters
+    swapped), as a shopper would type them."""
+    from seqrec_ray.data.catalogue import load_catalogue
+
+    catalogue = load_catalogue(str(artifacts))
+    rows = {} if catalogue is None else {r["item_id"]: r for r in catalogue.to_pylist()}
+    words = (rows.get(like, {}).get("title") or "").split()
+    if len(words) < 2:
+        print(f"\n# {like} has no title to search for")
+        return
+    typo = words[1][1] + words[1][0] + words[1][2:] if len(words[1]) > 3 else words[1]
+    query = f"{words[0]} {typo}"
+    body = show(client, "POST", "/search", {"user_id": user, "query": query, "k": 5})
+    found = [(i["item_id"], rows.get(i["item_id"], {}).get("title")) for i in body["items"]]
+    print(f"\n# searched {query!r} (for {' '.join(words[:2])!r}): {body['matched']} matches; top 5 {found}")
 
 
 def list_a_new_product(client, artifacts: Path, like: str) -> None:

@@ -116,9 +116,16 @@ class RankRequest(_Strict):
         return data
 
 
+# A search query: at least one character that is not white space, and no control
+# characters (a pasted NUL or escape code is a client bug, not a query).
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+SEARCH_QUERY_PATTERN = rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f-\x9f]{_NO_CONTROL}*$"
+
+
 class SearchRequest(_Strict):
     user_id: RawId
-    query: str = Field(min_length=1, max_length=MAX_QUERY_LENGTH, description="what the shopper typed")
+    query: str = Field(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=SEARCH_QUERY_PATTERN,
+                       description="what the shopper typed: not blank, no control characters")
     k: Count = Field(10, ge=1, description="how many items; at most the service's max_k")
     exclude_purchased: StrictBool = True
     categories: list[RawId] | None = Field(None, min_length=1, description="raw category ids to search in")
