@@ -5,8 +5,9 @@
 
 In one run, on a fresh local Ray with Serve on loopback only:
 
-- ``/recommend`` and ``/events`` of the app at concurrency 1, 8 and 32: p50/p99 latency and
-  throughput (each level bounded by --requests and --seconds);
+- ``/recommend``, ``/search`` and ``/events`` of the app at concurrency 1, 8 and 32: p50/p99
+  latency and throughput (each level bounded by --requests and --seconds); the search
+  queries are two or three words of the demo shop's titles (brand, product type, number);
 - a trivial 3-hop no-op Serve chain (FastAPI ingress awaiting three empty deployments, the
   same shape as Ingress -> fetcher -> encoder -> ranker): the framework floor;
 - fetch + encode + rank called in-process without Serve, one request at a time: the
@@ -18,7 +19,7 @@ The /events load appends view events of synthetic users ``bench-0`` .. ``bench-4
 given store (the demo shop's store is a temporary file).
 
 Goals (2-core machine): /recommend p50 at c=1 <= 1.5x the no-op chain's p50; throughput at
-c=32 >= 3x c=1; 1M x 64 ranking <= 20 ms per request.
+c=32 >= 3x c=1; /search p50 at c=1 <= 1.5x /recommend's; 1M x 64 ranking <= 20 ms per request.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the no-op route's request
@@ -127,7 +128,8 @@ def build_noop_app():
 
 
 def demo_world(tmp: Path, seed: int) -> tuple[str, str, list[str]]:
-    """A 2,000-user, 2,000-item demo shop: featurized artifacts, store and a 1-epoch LSTM checkpoint."""
+    """A 2,000-user, 2,000-item demo shop with its catalogue: featurized artifacts (a search
+    index among them), store and a 1-epoch LSTM checkpoint."""
     from seqrec_ray.data.pipeline import featurize_in_process
     from seqrec_ray.sim.demo_shop import DemoShop
     from seqrec_ray.train.config import TrainConfig
@@ -135,7 +137,9 @@ def demo_world(tmp: Path, seed: int) -> tuple[str, str, list[str]]:
 
     shop = DemoShop(users=2000, categories=20, items_per_category=100, events_per_user=20, intents=2, seed=seed)
     artifacts, store = tmp / "artifacts", str(tmp / "store.db")
-    featurize_in_process(shop.events(), str(artifacts), store=store)
+    items = tmp / "items.jsonl"
+    items.write_text("".join(json.dumps(row) + "\n" for row in shop.catalogue()))
+    featurize_in_process(shop.events(), str(artifacts), store=store, items=str(items))
     config = TrainConfig(model="lstm", epochs=1, max_len=50, batch_size=256, seed=seed, run_name="bench-serve", patience=0)
     result = run_in_process(config, artifacts, tmp / "run", progress=False)
     return result["best_checkpoint"], store, [f"user-{u}" for u in range(shop.users)]
@@ -235,6 +239,10 @@ def _drive_apps(server, config: BenchConfig, checkpoint: str, store: str, users:
               for i in range(config.requests)]
     targets = {"recommend": (f"{base}/recommend", rec), "noop_chain": (f"{base}/noop/recommend", rec),
                "events": (f"{base}/events", events)}
+    queries = search_queries(checkpoint, config.requests, config.seed)
+    if queries:  # a checkpoint with a search index
+        search = [{"user_id": u, "query": q, "k": 10} for u, q in zip(users * (len(queries) // len(users) + 1), queries)]
+        targets["search"] = (f"{base}/search", search)
     for url, bodies in targets.values():  # warm up connections, replicas and batching
         asyncio.run(drive(url, bodies, 8, 40, 30, {}))
     out: dict = {name: {} for name in targets}
@@ -243,6 +251,22 @@ def _drive_apps(server, config: BenchConfig, checkpoint: str, store: str, users:
             out[name][f"c{c}"] = asyncio.run(drive(url, bodies, c, config.requests, config.seconds, {}))
             print(f"  {name:<11} c={c:<3} {_fmt(out[name][f'c{c}'])}", flush=True)
     return out
+
+
+def search_queries(checkpoint: str, n: int, seed: int) -> list[str]:
+    """``n`` queries made of the first two or three words of random catalogue titles; [] for
+    a checkpoint without a search index (or a catalogue without titles)."""
+    from seqrec_ray.data.catalogue import load_catalogue
+    from seqrec_ray.data.search_index import has_search_index
+
+    meta = json.loads((Path(checkpoint) / "meta.json").read_text())
+    catalogue = load_catalogue(meta["artifacts_dir"]) if has_search_index(checkpoint) else None
+    titles = [t for t in (catalogue.column("title").to_pylist() if catalogue is not None else []) if t]
+    if not titles:
+        return []
+    rng = np.random.default_rng(seed)
+    return [" ".join(titles[int(i)].split()[: int(w)]) for i, w in zip(rng.integers(len(titles), size=n),
+                                                                       rng.integers(2, 4, size=n))]
 
 
 def run_bench(config: BenchConfig) -> dict:
@@ -271,12 +295,18 @@ def goals(http: dict, catalogue: dict) -> dict:
     p50_ratio = rec["c1"]["p50_ms"] / noop["c1"]["p50_ms"]
     scale = rec["c32"]["throughput_rps"] / rec["c1"]["throughput_rps"]
     timings = {k: round(v, 2) for k, v in catalogue.items() if k.endswith("_ms_per_request")}
-    return {
+    out = {
         "recommend_p50_c1_over_noop_p50_c1": round(p50_ratio, 2), "goal_p50_ratio_le_1.5": p50_ratio <= 1.5,
         "recommend_rps_c32_over_c1": round(scale, 2), "goal_scaling_ge_3": scale >= 3,
         "catalogue_ms_per_request": timings,
         "goal_catalogue_le_20ms": {k: v <= 20 for k, v in timings.items()},
     }
+    if "search" in http:
+        search_ratio = http["search"]["c1"]["p50_ms"] / rec["c1"]["p50_ms"]
+        out.update(search_p50_c1_over_recommend_p50_c1=round(search_ratio, 2),
+                   goal_search_p50_ratio_le_1_5=search_ratio <= 1.5,
+                   search_rps_c32=round(http["search"]["c32"]["throughput_rps"], 1))
+    return out
 
 
 def _fmt(s: dict) -> str:
