@@ -43,10 +43,12 @@ def _ranks(score_fn, tensors: dict[str, torch.Tensor], boost: torch.Tensor | Non
 
 
 def _metrics(ranks: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    r = ranks[mask].double()
-    hit = r < K
-    ndcg = torch.where(hit, 1.0 / torch.log2(r + 2.0), torch.zeros_like(r))
-    return {"users": int(mask.sum()), "hr@10": float(hit.double().mean()), "ndcg@10": float(ndcg.mean())}
+    from seqrec_ray.train.metrics import RankingMetrics
+
+    metrics = RankingMetrics((K,))
+    metrics.add(ranks[mask])
+    out = metrics.to_dict()
+    return {"users": out["users"], "hr@10": out["hr@10"], "ndcg@10": out["ndcg@10"]}
 
 
 def _model_scorer(checkpoint: str):

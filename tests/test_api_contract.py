@@ -66,8 +66,10 @@ def contract_app(serve_local, tmp_path_factory):
     from seqrec_ray.train.loop import run_in_process
 
     root = tmp_path_factory.mktemp("contract")
-    artifacts, store = shop_artifacts(root, SHOP)
-    train = TrainConfig(model="gru", dim=8, hidden=16, epochs=1, batch_size=16, max_len=10, patience=0,
+    # With the shop's catalogue: a search index, so /search and /rank with a query answer
+    # their 200 bodies (checked against the schema) and not only the documented 404.
+    artifacts, store = shop_artifacts(root, SHOP, catalogue=True)
+    train = TrainConfig(model="gru", dim=8, hidden=16, epochs=1, batch_size=16, max_len=10, patience=0, max_item_tokens=8,
                         eval_batch_size=64, seed=0, run_name="contract", torch_threads=1)
     checkpoint = run_in_process(train, artifacts, root / "run", progress=False)["best_checkpoint"]
     key_file = root / "api_key"

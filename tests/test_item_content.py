@@ -236,7 +236,8 @@ def test_the_content_loss_adds_the_same_cross_entropy_over_the_content_only_tabl
     model.embed.content.set_items(tokens, torch.tensor([True] * 9 + [False]))
     model.eval()
     batch = {"items": torch.tensor([[0, 2, 5, 3]]), "targets": torch.tensor([[0, 5, 3, 8]])}
-    content = model.content_embeddings()
+    table, content = model.item_and_content_embeddings()
+    assert torch.allclose(table, model.item_embeddings())
     assert torch.allclose(content[9], model.embed.items.weight[1] + model.embed.content(torch.tensor([9]))[0])
     assert torch.allclose(content[4] - content[7], torch.zeros(8), atol=1e-6)  # same content, same vector
     plain, weighted = FullSoftmaxTask(model)(batch), FullSoftmaxTask(model, content_weight=0.5)(batch)

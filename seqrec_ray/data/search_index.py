@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqrec_ray import schema as S
+from seqrec_ray.data.events import SESSION_INDEX, user_starts
 
 SEARCH_DIR = "search"
 INDEX_DIR = "index"
@@ -86,8 +87,6 @@ def query_pairs(events: pa.Table, holdout_last: int = 0, before: float | None = 
     n = events.num_rows
     if n == 0 or events[S.QUERY].null_count == n:
         return QUERY_PAIRS_SCHEMA.empty_table()
-    from seqrec_ray.data.events import SESSION_INDEX, user_starts
-
     positions = np.arange(n)
     first = user_starts(events)
     session = events[SESSION_INDEX].to_numpy()
@@ -183,16 +182,17 @@ def write_search_index(catalogue: pa.Table | None, pairs: pa.Table, output: str)
     for item, query, weight in zip(*(pairs[c].to_pylist() for c in QUERY_PAIRS_SCHEMA.names)):
         by_item.setdefault(item, []).append((query, weight))
     rows = {} if catalogue is None else {str(r[S.ITEM_ID]): r for r in catalogue.to_pylist()}
+    items = sorted(rows.keys() | by_item.keys())
     index = tantivy.Index(_schema(), path=os.path.join(directory, INDEX_DIR))
     writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
     with_text = 0
-    for item in sorted(rows.keys() | by_item.keys()):
+    for item in items:
         doc = item_document(rows.get(item, {S.ITEM_ID: item}), by_item.get(item, ()))
         with_text += any(k in doc for k in ("title", "brand", "category", "attributes"))
         writer.add_document(tantivy.Document(**doc))
     writer.commit()
     writer.wait_merging_threads()
-    summary = SearchSummary(documents=len(rows.keys() | by_item.keys()), with_catalogue_text=with_text,
+    summary = SearchSummary(documents=len(items), with_catalogue_text=with_text,
                             with_queries=len(by_item), query_pairs=pairs.num_rows)
     with open(os.path.join(directory, SEARCH_MANIFEST), "w", encoding="utf-8") as f:
         json.dump(summary.to_dict(), f, indent=2)

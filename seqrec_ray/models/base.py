@@ -22,10 +22,11 @@ class SequenceEncoder(nn.Module):
         """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
         return self.embed.item_table()
 
-    def content_embeddings(self) -> torch.Tensor | None:
-        """The scoring table with every ID row replaced by the OOV row, (V, D): items
-        scored from their content alone (None for a model without item content)."""
-        return self.embed.content_table()
+    def item_and_content_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The scoring table and the same with every ID row replaced by the OOV row, both
+        (V, D): items scored from their content alone (None for a model without item
+        content). One pooling of the content for both."""
+        return self.embed.tables()
 
     def trained_items(self) -> torch.Tensor | None:
         """(V,) bool of the items that have training events, for a model with item content

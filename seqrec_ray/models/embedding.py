@@ -32,17 +32,17 @@ class InputEmbedding(nn.Module):
 
     def item_table(self) -> torch.Tensor:
         """Every item's vector, (V, D): the output scoring table."""
-        if self.content is None:
-            return self.items.weight
-        return self.item_vectors(torch.arange(self.content.num_rows, device=self.items.weight.device))
+        return self.tables()[0]
 
-    def content_table(self) -> torch.Tensor | None:
-        """Every item's vector as if it had no ID row (the OOV row plus its content), (V, D):
-        what a new product scores with. None without content."""
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The scoring table (V, D) and, with content, the content-only one: every item as if
+        it had no ID row (the OOV row plus its content), what a new product scores with. The
+        content vectors are pooled once for both."""
         if self.content is None:
-            return None
+            return self.items.weight, None
         rows = torch.arange(self.content.num_rows, device=self.items.weight.device)
-        return self.items.weight[OOV_INDEX] + self.content(rows)
+        content = self.content(rows)  # (V, D)
+        return self.items(self.content.id_rows(rows)) + content, self.items.weight[OOV_INDEX] + content
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.item_vectors(features["items"])  # (B, T, D)

@@ -41,9 +41,10 @@ class FullSoftmaxTask(nn.Module):
         if targets.numel() == 0:
             return _no_targets(h)
         history = _history_up_to(batch) if self.mask_history else None
-        loss = self._cross_entropy(h, targets, self.encoder.item_embeddings(), history)
-        if self.content_weight:
-            loss = loss + self.content_weight * self._cross_entropy(h, targets, self.encoder.content_embeddings(), history)
+        table, content = _tables(self.encoder, self.content_weight)
+        loss = self._cross_entropy(h, targets, table, history)
+        if content is not None:
+            loss = loss + self.content_weight * self._cross_entropy(h, targets, content, history)
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
@@ -96,9 +97,10 @@ class SampledSoftmaxTask(nn.Module):
         if targets.numel() == 0:
             return _no_targets(h)
         neg = (self.sample() if negatives is None else negatives).to(h.device)  # (K,)
-        loss = self._cross_entropy(h, targets, neg, self.encoder.item_embeddings())
-        if self.content_weight:
-            loss = loss + self.content_weight * self._cross_entropy(h, targets, neg, self.encoder.content_embeddings())
+        table, content = _tables(self.encoder, self.content_weight)
+        loss = self._cross_entropy(h, targets, neg, table)
+        if content is not None:
+            loss = loss + self.content_weight * self._cross_entropy(h, targets, neg, content)
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -124,10 +126,17 @@ def proposal_distribution(num_items: int, sampler: str, item_counts: torch.Tenso
     return weights / weights.sum()
 
 
+def _tables(encoder: SequenceEncoder, content_weight: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The scoring table, and the content-only one when the content loss is on."""
+    if content_weight:
+        return encoder.item_and_content_embeddings()
+    return encoder.item_embeddings(), None
+
+
 def _checked_content_weight(encoder: SequenceEncoder, weight: float) -> float:
     if weight < 0:
         raise ValueError(f"content_weight must be >= 0, got {weight!r}")
-    if weight and encoder.content_embeddings() is None:
+    if weight and not encoder.config.uses_content:
         raise ValueError("content_weight needs a model with item content (content_fields)")
     return float(weight)
 

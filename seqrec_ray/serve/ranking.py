@@ -88,7 +88,7 @@ def rank_candidates(
     idx = torch.from_numpy(candidates).to(embeddings.device)
     scores = scoring.candidate_scores(user, embeddings, idx, counts).cpu().numpy()  # (N,)
     if user is not None and boost is not None:
-        scores = scores + boost[idx.clamp(min=0)].double().cpu().numpy()
+        scores = scores + boost[idx].double().cpu().numpy()
     known = candidates >= FIRST_ID_INDEX
     # Stable sort: known by score descending, then unknown in their given order.
     order = np.lexsort((np.arange(len(candidates)), -np.nan_to_num(scores, nan=-np.inf), ~known))
@@ -339,57 +339,47 @@ def search_scores(relevance: np.ndarray, personal: np.ndarray, relevance_weight:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """What /search asks the ranker for one user: the retriever's matches (best first,
-    ``{"item_id", "relevance", "matched_terms"}``) and the /recommend fields."""
+    """What /search asks the ranker for one user: the /recommend query its fields build
+    (k, user vector or None for no history, filters, history for reasons) and the
+    retriever's matches (``{"item_id", "relevance", "matched_terms"}``)."""
 
-    k: int
+    base: RecommendQuery
     matches: tuple[Mapping[str, Any], ...]
-    vector: np.ndarray | None = None  # None = no history: relevance with popularity
-    exclude: tuple[str, ...] = ()
-    categories: tuple[str, ...] | None = None
-    history: tuple[tuple[str, str], ...] = ()
 
 
 def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, per_item: int) -> list[dict]:
-    """The best ``q.k`` matches for the user, with why: the query words each matched and the
-    history events behind the personal part. Filters as /recommend (purchased, categories,
-    discontinued); no match, no result."""
-    catalogue = model.catalogue
+    """The best ``k`` matches for the user, with why: the query words each matched and the
+    history events behind the personal part. The matches' search scores go into a
+    catalogue-wide row that ranks through ``top_k``, so the /recommend filters (purchased,
+    categories, discontinued) apply as they do there; no match, no result."""
+    base, catalogue = q.base, model.catalogue
     idx = catalogue.item_indices([m["item_id"] for m in q.matches]) if q.matches else np.zeros(0, np.int64)
-    f = _filter(model, q)
-    allowed = idx >= FIRST_ID_INDEX
-    allowed &= ~np.isin(idx, f.exclude)
-    if f.categories is not None:
-        allowed &= np.isin(catalogue.item_category[np.maximum(idx, 0)], f.categories)
-    blocked = model.blocked()
-    if blocked is not None and len(idx):
-        allowed &= ~blocked.cpu().numpy()[np.maximum(idx, 0)]
-    keep = np.flatnonzero(allowed)
-    if not len(keep):
+    known = np.flatnonzero(idx >= FIRST_ID_INDEX)
+    if not len(known):
         return []
-    chosen = torch.from_numpy(idx[keep]).to(model.embeddings.device)
-    if q.vector is None:
-        personal = np.log1p(model.counts[chosen].double().cpu().numpy())
+    chosen = torch.from_numpy(idx[known]).to(model.embeddings.device)
+    if base.vector is None:
+        personal = torch.log1p(model.counts[chosen].double())
     else:
-        user = torch.from_numpy(np.asarray(q.vector)).to(model.embeddings)
-        personal = model.embeddings[chosen] @ user
+        personal = model.embeddings[chosen] @ torch.from_numpy(np.asarray(base.vector)).to(model.embeddings)
         if model.boost is not None:
             personal = personal + model.boost[chosen]
-        personal = personal.double().cpu().numpy()
-    relevance = np.array([q.matches[j]["relevance"] for j in keep])
-    scores = search_scores(relevance, personal, relevance_weight)
-    order = np.argsort(-scores, kind="stable")[: q.k]
-    picked = idx[keep][order]
-    ranked = _with_reasons(model, q, picked, scores[order], per_item)
-    for item, j in zip(ranked, keep[order]):
-        terms = list(q.matches[j]["matched_terms"])
-        item.update(relevance=float(q.matches[j]["relevance"]), matched_terms=terms)
+    relevance = np.array([q.matches[j]["relevance"] for j in known])
+    row = torch.full((1, model.embeddings.shape[0]), float("-inf"), device=model.embeddings.device)  # (1, V)
+    row[0, chosen] = torch.from_numpy(search_scores(relevance, personal.double().cpu().numpy(), relevance_weight)).to(row)
+    picked, scores = top_k(row, [base.k], [_filter(model, base)], model.item_category, model.blocked())[0]
+    match_of = dict(zip(idx[known].tolist(), known.tolist()))
+    ranked = _with_reasons(model, base, picked, scores, per_item)
+    for item, index in zip(ranked, picked.tolist()):
+        match = q.matches[match_of[index]]
+        terms = list(match["matched_terms"])
+        item.update(relevance=float(match["relevance"]), matched_terms=terms)
         matched = "matches " + ", ".join(f'"{t}"' for t in terms)
         item["reason"] = matched if item["reason"] == "popular item" else f"{matched}; {item['reason']}"
     return ranked
 
 
-def _filter(model: RankerModel, q: RecommendQuery | SearchQuery) -> Filter:
+def _filter(model: RankerModel, q: RecommendQuery) -> Filter:
     exclude = model.catalogue.item_indices(q.exclude)
     categories = None if q.categories is None else np.asarray(model.catalogue.known_categories(q.categories), dtype=np.int64)
     return Filter(exclude=exclude[exclude >= FIRST_ID_INDEX], categories=categories)
@@ -400,7 +390,7 @@ def _item(model: RankerModel, index: int, score: float, reason: str, because: li
             "new_item": model.catalogue.is_new(index)}
 
 
-def _with_reasons(model: RankerModel, q: RecommendQuery | SearchQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
+def _with_reasons(model: RankerModel, q: RecommendQuery, indices: np.ndarray, scores: np.ndarray, per_item: int) -> list[dict]:
     if q.vector is None:
         return [_item(model, i, float(s), "popular item", []) for i, s in zip(indices.tolist(), scores.tolist())]
     history_items = model.catalogue.item_indices(raw for raw, _ in q.history)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ def save_checkpoint(
     shutil.copytree(vocab_src, path / "vocab", dirs_exist_ok=True)
     if (artifacts_dir / SEARCH_DIR).is_dir():  # the product search index, served with this model
         shutil.rmtree(path / SEARCH_DIR, ignore_errors=True)
-        shutil.copytree(artifacts_dir / SEARCH_DIR, path / SEARCH_DIR)
+        # Hard links where the file system allows: every epoch's checkpoint would otherwise
+        # copy the whole index, and tantivy never rewrites a segment file in place.
+        shutil.copytree(artifacts_dir / SEARCH_DIR, path / SEARCH_DIR, copy_function=_link_or_copy)
     full_meta = {
         "epoch": None,
         "metrics": {},
@@ -145,3 +148,10 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     tmp.replace(path)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
