@@ -8,16 +8,19 @@ import json
 import pyarrow as pa
 import pytest
 
+from seqrec_ray.data.artifacts import load_sequences
 from seqrec_ray.data.events import ORDER, order_keys, sessionize, sort_events
 from seqrec_ray.data.pipeline import featurize_in_process
 from seqrec_ray.data.search_index import (
     SearchIndex,
     combine_query_pairs,
+    load_query_texts,
     normalize_query,
     query_pairs,
     query_terms,
     write_search_index,
 )
+from seqrec_ray.models.query import query_hash
 from seqrec_ray.schema import EVENT_SCHEMA
 from seqrec_ray.store.base import StoredEvent
 
@@ -126,7 +129,13 @@ def test_featurize_writes_the_search_index_into_the_artifacts(tmp_path):
     items.write_text("".join(json.dumps(r) + "\n" for r in CATALOGUE))
     manifest = featurize_in_process(events, str(tmp_path / "a"), items=str(items), num_buckets=2)
     assert manifest["search"] == {"documents": 4, "with_catalogue_text": 4, "with_queries": 1, "query_pairs": 1,
-                                  "version": 1}
+                                  "version": 1, "queries": 1}
+    # Each event a search led to carries the query's hash in the sequences: the click after
+    # "gears war" (the views are no engagements); the query's text is kept by its hash.
+    sequences = load_sequences(str(tmp_path / "a"))
+    gears = query_hash("Gears  WAR")
+    assert all(q == [0, gears, 0, 0, 0] for q in sequences["queries"].to_pylist())
+    assert load_query_texts(str(tmp_path / "a")).to_pylist() == [{"query_hash": gears, "query": "gears war"}]
     index = SearchIndex(str(tmp_path / "a"))
     try:
         assert index.search("gears", 5)[0].item_id == "game-1"

@@ -24,7 +24,7 @@ from seqrec_ray.data import readers
 from seqrec_ray.data import vocab as V
 from seqrec_ray.data.forget import drop_users
 from seqrec_ray.data.profiles import ProfileConfig, build_profiles
-from seqrec_ray.data.search_index import query_pairs
+from seqrec_ray.data.search_index import event_query_hashes, query_pairs
 from seqrec_ray.data.sequences import (
     COLD_REMOVED,
     N_EVENTS,
@@ -35,6 +35,7 @@ from seqrec_ray.data.sequences import (
 from seqrec_ray.data.validate import ValidateConfig, count_reasons, validate
 
 BUCKETS, SEQRAW, COUNTS, HISTORY, QUERIES = "buckets", "seqraw", "counts", "history", "queries"
+QUERY_TEXTS = "query_texts"
 TEMP_COMPRESSION = "lz4"  # intermediate files: fast beats small
 
 
@@ -126,8 +127,11 @@ def sequence_bucket(bucket: int, layout: Layout, sequence: SequenceConfig,
     events = E.sessionize(events, sequence.session_gap_seconds)
     profiles = build_profiles(events, reference_time, profile)
     _write(profiles, layout.output_file("profiles", f"{bucket:04d}"))
-    _write(build_raw_sequences(events, sequence), layout.work_file(SEQRAW, bucket),
+    hashes, query_texts = event_query_hashes(events)
+    _write(build_raw_sequences(events, sequence, hashes), layout.work_file(SEQRAW, bucket),
            TEMP_COMPRESSION)
+    if query_texts.num_rows:
+        _write(query_texts, layout.work_file(QUERY_TEXTS, bucket), TEMP_COMPRESSION)
     _write(V.count_pairs(events), layout.work_file(COUNTS, bucket), TEMP_COMPRESSION)
     holdout_last, before = sequence.split.held_out()
     pairs = query_pairs(events, holdout_last, before)

@@ -239,13 +239,22 @@ def _build_search_index(layout: passes.Layout, buckets: int,
                         catalogue: tuple[pa.Table, pa.Table, int] | None) -> dict | None:
     """OUTPUT/search/ from the catalogue's text and the log's query -> engagement pairs;
     None (and no index) when the data has neither."""
-    from seqrec_ray.data.search_index import combine_query_pairs, write_search_index
+    from seqrec_ray.data.search_index import (
+        combine_query_pairs,
+        combine_query_texts,
+        write_query_texts,
+        write_search_index,
+    )
 
     paths = [layout.work_file(passes.QUERIES, b) for b in range(buckets)]
     pairs = combine_query_pairs(pq.read_table(p) for p in paths if os.path.isfile(p))
     if catalogue is None and not pairs.num_rows:
         return None
-    return write_search_index(None if catalogue is None else catalogue[0], pairs, layout.output).to_dict()
+    summary = write_search_index(None if catalogue is None else catalogue[0], pairs, layout.output).to_dict()
+    paths = [layout.work_file(passes.QUERY_TEXTS, b) for b in range(buckets)]
+    texts = combine_query_texts(pq.read_table(p) for p in paths if os.path.isfile(p))
+    write_query_texts(texts, layout.output)
+    return {**summary, "queries": texts.num_rows}
 
 
 def _load_store(url: str, layout: passes.Layout, buckets: int, history_limit: int) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 
 from seqrec_ray import schema as S
 from seqrec_ray.data.events import SESSION_INDEX, user_starts
+from seqrec_ray.models.query import normalize_query, query_hash, query_words
 
 SEARCH_DIR = "search"
 INDEX_DIR = "index"
@@ -48,45 +48,35 @@ MAX_QUERY_TERMS = 16
 ENGAGEMENT_WEIGHTS = {"click": 1.0, "fav": 2.0, "cart": 2.0, "purchase": 3.0}
 MAX_QUERIES_PER_ITEM = 32
 MAX_QUERY_REPEAT = 8  # a query's weight, capped, is how often it is repeated in the document
-MAX_QUERY_LENGTH = 200
 WRITER_HEAP_BYTES = 64 * 1024 * 1024
+QUERY_TEXTS_FILE = "queries.parquet"
+QUERY_TEXT_SCHEMA = pa.schema([("query_hash", pa.int64()), (S.QUERY, pa.string())])
 QUERY_PAIRS_SCHEMA = pa.schema([(S.ITEM_ID, pa.string()), (S.QUERY, pa.string()), ("weight", pa.float64())])
 
-_TERM = re.compile(r"[^\W_]+", re.UNICODE)  # tantivy's default tokenizer: alphanumeric runs, lower-cased
 
 
 def query_terms(text: str | None) -> list[str]:
-    """The distinct words of a query, lower-cased, in order (at most MAX_QUERY_TERMS)."""
+    """The distinct words of a query (``models.query.query_words``: tantivy's default
+    tokenizer, alphanumeric runs lower-cased), in order, at most MAX_QUERY_TERMS."""
     seen: dict[str, None] = {}
-    for word in _TERM.findall((text or "").lower()):
+    for word in query_words(text):
         if len(word) <= 40:  # tantivy drops longer tokens
             seen.setdefault(word, None)
     return list(seen)[:MAX_QUERY_TERMS]
 
 
-def normalize_query(text: str | None) -> str | None:
-    """A query as the graph keys it: its words, lower-cased, single-spaced; None if empty."""
-    words = _TERM.findall((text or "").lower()[:MAX_QUERY_LENGTH])
-    return " ".join(words) or None
-
-
 # ---------------------------------------------------------------- the query graph
 
 
-def query_pairs(events: pa.Table, holdout_last: int = 0, before: float | None = None) -> pa.Table:
-    """(item_id, query, weight) for every engagement a query led to, from sessionized events
-    (sorted by user and time, ``events.sessionize``).
+def query_sources(events: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """For sessionized events (sorted by user and time, ``events.sessionize``): the row whose
+    query led to each engagement (-1 = none) and the engagement's weight (0 = not an
+    engagement), both (n,).
 
     An engagement (ENGAGEMENT_WEIGHTS) belongs to the query it carries itself (a log of
     clicks on search results, such as Best Buy's) or else to the latest search event with a
-    query earlier in the same session. Only training events count: each user's last
-    ``holdout_last`` events (leave-one-out's held-out targets) and, for a temporal split,
-    events at or after ``before`` are left out, so evaluation never searches with the
-    answers it is graded on.
-    """
+    query earlier in the same session."""
     n = events.num_rows
-    if n == 0 or events[S.QUERY].null_count == n:
-        return QUERY_PAIRS_SCHEMA.empty_table()
     positions = np.arange(n)
     first = user_starts(events)
     session = events[SESSION_INDEX].to_numpy()
@@ -102,10 +92,50 @@ def query_pairs(events: pa.Table, holdout_last: int = 0, before: float | None = 
     weight = np.zeros(n)
     for name, w in ENGAGEMENT_WEIGHTS.items():
         weight[pc.equal(types, name).to_numpy(zero_copy_only=False)] = w
-    keep = (weight > 0) & (source >= 0)
-    if holdout_last:
-        user_end = np.append(np.flatnonzero(first)[1:], n)[np.cumsum(first) - 1]  # (n,) one past each user's last
-        keep &= user_end - positions > holdout_last
+    return np.where(weight > 0, source, -1), weight
+
+
+def event_query_hashes(events: pa.Table) -> tuple[np.ndarray, pa.Table]:
+    """Per event, the hash (``models.query.query_hash``) of the query that led to it, 0 for
+    events no search led to: (n,) int64; and each distinct query once (QUERY_TEXT_SCHEMA).
+    Each distinct raw query text is normalised and hashed once."""
+    n = events.num_rows
+    if n == 0 or events[S.QUERY].null_count == n:
+        return np.zeros(n, dtype=np.int64), QUERY_TEXT_SCHEMA.empty_table()
+    source, _ = query_sources(events)
+    rows = np.flatnonzero(source >= 0)
+    encoded = pc.dictionary_encode(events[S.QUERY].combine_chunks().take(pa.array(source[rows])))
+    texts = [normalize_query(t) for t in encoded.dictionary.to_pylist()]
+    hashes = np.array([query_hash(t) for t in texts] + [0], dtype=np.int64)
+    codes = pc.fill_null(encoded.indices, len(texts)).to_numpy(zero_copy_only=False)
+    out = np.zeros(n, dtype=np.int64)
+    out[rows] = hashes[codes]
+    distinct = {h: t for h, t in zip(hashes[:-1].tolist(), texts) if h}
+    table = pa.table({"query_hash": pa.array(list(distinct), pa.int64()),
+                      S.QUERY: pa.array(list(distinct.values()), pa.string())}, schema=QUERY_TEXT_SCHEMA)
+    return out, table
+
+
+def query_pairs(events: pa.Table, holdout_last: int = 0, before: float | None = None) -> pa.Table:
+    """(item_id, query, weight) for every engagement a query led to (``query_sources``),
+    from sessionized events. Only training events count: each user's last
+    ``holdout_last`` events (leave-one-out's held-out targets) and, for a temporal split,
+    events at or after ``before`` are left out, so evaluation never searches with the
+    answers it is graded on.
+    """
+    n = events.num_rows
+    if n == 0 or events[S.QUERY].null_count == n:
+        return QUERY_PAIRS_SCHEMA.empty_table()
+    positions = np.arange(n)
+    first = user_starts(events)
+    source, weight = query_sources(events)
+    keep = source >= 0
+    if holdout_last:  # leave-one-out holds out the last events of users with more than that many
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        user_end = np.append(starts[1:], n)[group]  # (n,) one past each user's last
+        long_enough = (user_end - starts[group]) > holdout_last
+        keep &= ~long_enough | (user_end - positions > holdout_last)
     if before is not None:
         keep &= events[S.TIMESTAMP].to_numpy() < before
     rows = np.flatnonzero(keep)
@@ -114,6 +144,33 @@ def query_pairs(events: pa.Table, holdout_last: int = 0, before: float | None = 
                       S.QUERY: pa.array(queries, pa.string()), "weight": pa.array(weight[rows])},
                      schema=QUERY_PAIRS_SCHEMA)
     return table.filter(pc.is_valid(table[S.QUERY]))
+
+
+def combine_query_texts(parts: Iterable[pa.Table]) -> pa.Table:
+    """Each distinct query once, over buckets, sorted by hash."""
+    tables = [t for t in parts if t.num_rows]
+    if not tables:
+        return QUERY_TEXT_SCHEMA.empty_table()
+    table = pa.concat_tables(tables).sort_by("query_hash")
+    hashes = table["query_hash"].to_numpy()
+    return table.filter(pa.array(np.r_[True, hashes[1:] != hashes[:-1]]))
+
+
+def write_query_texts(queries: pa.Table, output: str) -> None:
+    """OUTPUT/search/queries.parquet: every query of the log by its hash (the sequences'
+    ``queries`` column), for the query-aware model's training data."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.join(output, SEARCH_DIR), exist_ok=True)
+    pq.write_table(queries, os.path.join(output, SEARCH_DIR, QUERY_TEXTS_FILE))
+
+
+def load_query_texts(directory: str) -> pa.Table:
+    """An artifacts directory's queries (QUERY_TEXT_SCHEMA); empty when it has none."""
+    import pyarrow.parquet as pq
+
+    path = os.path.join(directory, SEARCH_DIR, QUERY_TEXTS_FILE)
+    return pq.read_table(path).cast(QUERY_TEXT_SCHEMA) if os.path.isfile(path) else QUERY_TEXT_SCHEMA.empty_table()
 
 
 def combine_query_pairs(parts: Iterable[pa.Table]) -> pa.Table:

@@ -29,7 +29,7 @@ COLD_REMOVED = "n_cold_removed"  # training events of cold items left out (cold-
 # Lists carried through encoding unchanged, with their element types.
 TIME_COLUMNS = {"event_types": pa.int8(), "gap_buckets": pa.int8(), "hours": pa.int8(),
                 "weekdays": pa.int8(), "timestamps": pa.float64(), "splits": pa.int8(),
-                "sessions": pa.int32()}
+                "sessions": pa.int32(), "queries": pa.int64()}
 SEQUENCE_SCHEMA = pa.schema(
     [(S.USER_ID, pa.string()), ("items", pa.list_(pa.int64())),
      ("event_types", pa.list_(pa.int8())), ("categories", pa.list_(pa.int64()))]
@@ -84,8 +84,12 @@ def _lists(values: pa.Array, offsets: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
 
 
-def build_raw_sequences(events: pa.Table, config: SequenceConfig) -> pa.Table:
+def build_raw_sequences(events: pa.Table, config: SequenceConfig,
+                        query_hashes: np.ndarray | None = None) -> pa.Table:
     """Sorted, deduplicated, sessionized events -> one row per user (raw ids).
+
+    ``query_hashes`` ((n,) int64, ``search_index.event_query_hashes``): the query that led
+    to each event, kept as the ``queries`` list (0 = none; all 0 when not given).
 
     Splits are assigned on the full history; under the cold-item protocol the training
     events of cold items are then left out (counted in ``n_cold_removed``); each list keeps
@@ -103,6 +107,7 @@ def build_raw_sequences(events: pa.Table, config: SequenceConfig) -> pa.Table:
         "timestamps": ts,
         "splits": assign_splits(ts, from_end, lengths[group], config.split),
         "sessions": events[SESSION_INDEX].to_numpy().astype(np.int32),
+        "queries": np.zeros(len(ts), dtype=np.int64) if query_hashes is None else query_hashes,
     }
     present = ~((columns["splits"] == TRAIN)
                 & cold_item_mask(events[S.ITEM_ID], config.split.cold_items, config.split.cold_seed))

@@ -36,11 +36,35 @@ class SequenceEncoder(nn.Module):
         content = getattr(self.embed, "content", None)
         return None if content is None else content.has_id
 
+    def with_query(self, users: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+        """User vectors (N, D) made query-aware by their queries' token rows (N, L); rows
+        with an empty query, and every row of a model without the query part, stay as
+        they are (a recommendation is a search without a query)."""
+        if tokens is None or self.embed.query is None:
+            return users
+        has_query = (tokens != 0).any(1, keepdim=True)  # (N, 1)
+        return torch.where(has_query, self.embed.query.combine(users, tokens), users)
+
+    def query_tokens(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The token rows of each row's query: ``query_tokens`` (B, L) as given (serving),
+        else the ``target_query`` hashes (B,) looked up in the installed QueryTable."""
+        if self.embed.query is None:
+            return None
+        if "query_tokens" in features:
+            return features["query_tokens"]
+        if "target_query" in features:
+            return self.embed.query_table.lookup(features["target_query"])
+        return None
+
     def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One user vector per row from the most recent (last) position: (B, D)."""
+        """One user vector per row from the most recent (last) position, query-aware where
+        the row has a query: (B, D)."""
         keep = self.config.max_len
         trimmed = {k: features[k][:, -keep:] for k in SEQUENCE_FEATURES if k in features}
-        return self(trimmed)[:, -1]
+        # A user without events is the zero state, for every encoder (what the query-aware
+        # model learns to search from when there is no history).
+        users = self(trimmed)[:, -1] * (trimmed["items"] != 0).any(1, keepdim=True)  # (B, D)
+        return self.with_query(users, self.query_tokens(features))
 
     def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every catalogue item for each row: (B, V)."""

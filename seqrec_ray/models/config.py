@@ -49,6 +49,13 @@ class EncoderConfig:
     content_buckets: int = 1 << 16  # hashed-token table rows
     max_item_tokens: int = 32  # content tokens kept per item
     id_dropout: float = 0.0  # share of known items read as OOV while training (content only)
+    # The query-aware part (models/query.py): hashed query n-gram table rows; 0 = none.
+    query_buckets: int = 0
+    max_query_tokens: int = 48  # n-grams kept per query
+
+    @property
+    def uses_queries(self) -> bool:
+        return self.query_buckets > 0
 
     @property
     def uses_content(self) -> bool:
@@ -63,6 +70,10 @@ class EncoderConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an int >= 2, got {value!r}")
+        if not isinstance(self.query_buckets, int) or self.query_buckets < 0 or self.query_buckets == 1:
+            raise ValueError(f"query_buckets must be 0 (no query model) or an int >= 2, got {self.query_buckets!r}")
+        if not isinstance(self.max_query_tokens, int) or self.max_query_tokens < 1:
+            raise ValueError(f"max_query_tokens must be a positive int, got {self.max_query_tokens!r}")
         if not 0.0 <= self.id_dropout < 1.0:
             raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout!r}")
         if self.id_dropout and not self.content_fields:

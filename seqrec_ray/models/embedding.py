@@ -7,6 +7,7 @@ from torch import nn
 
 from .config import NUM_EVENT_TYPES, NUM_GAP_BUCKETS, OOV_INDEX, EncoderConfig
 from .items import ItemContent
+from .query import QueryEncoder, QueryTable
 
 
 class InputEmbedding(nn.Module):
@@ -23,6 +24,9 @@ class InputEmbedding(nn.Module):
             nn.Embedding(config.num_categories, config.dim, padding_idx=0) if config.use_category else None
         )
         self.dropout = nn.Dropout(config.emb_dropout)
+        # The query-aware part: the search text's encoder and the training data's queries.
+        self.query = QueryEncoder(config.query_buckets, config.dim) if config.uses_queries else None
+        self.query_table = QueryTable(config.max_query_tokens) if config.uses_queries else None
 
     def item_vectors(self, idx: torch.Tensor) -> torch.Tensor:
         """Item indices of any shape -> (..., D): the ID row, plus content when enabled."""

@@ -28,23 +28,38 @@ class FullSoftmaxTask(nn.Module):
     the content-only table (every item as a new product would be scored: the OOV row plus
     its content), so the content path learns to rank on its own without taking the ID
     rows away from the items that have them (which ID dropout does).
+
+    ``query_weight`` (models with the query part, batches with ``target_queries``): every
+    position whose target a search led to is scored a second time with that query
+    (``SequenceEncoder.with_query``) and adds that share of its cross-entropy: the search
+    objective trained jointly with the next-item one, on the same positions.
     """
 
-    def __init__(self, encoder: SequenceEncoder, mask_history: bool = False, content_weight: float = 0.0) -> None:
+    def __init__(self, encoder: SequenceEncoder, mask_history: bool = False, content_weight: float = 0.0,
+                 query_weight: float = 1.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.mask_history = mask_history
         self.content_weight = _checked_content_weight(encoder, content_weight)
+        self.query_weight = _checked_query_weight(query_weight)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
-        if targets.numel() == 0:
+        h, targets, queries = _positions_with_targets(self.encoder, batch)  # (N, D), (N,), (N,)
+        searched = _searched(self.encoder, batch, h, targets, queries)
+        if targets.numel() == 0 and (searched is None or searched[1].numel() == 0):
             return _no_targets(h)
         history = _history_up_to(batch) if self.mask_history else None
         table, content = _tables(self.encoder, self.content_weight)
-        loss = self._cross_entropy(h, targets, table, history)
-        if content is not None:
+        loss = self._cross_entropy(h, targets, table, history) if targets.numel() else h.sum() * 0.0
+        if content is not None and targets.numel():
             loss = loss + self.content_weight * self._cross_entropy(h, targets, content, history)
+        if searched is not None:
+            hq, tq, on = searched
+            if tq.numel():
+                rows = None if history is None else _pad_rows(history[on], len(tq))
+                loss = loss + self.query_weight * self._cross_entropy(hq, tq, table, rows)
+            else:
+                loss = loss + hq.sum() * 0.0
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
@@ -70,16 +85,17 @@ class SampledSoftmaxTask(nn.Module):
     plain logit, and a draw equal to a row's target (an accidental hit) is masked out.
     With item content, items without training events get no proposal mass (see
     ``SequenceEncoder.trained_items``), and ``content_weight`` adds the same loss over the
-    content-only table, as in FullSoftmaxTask.
+    content-only table, and ``query_weight`` the search objective, as in FullSoftmaxTask.
     """
 
     def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int,
-                 content_weight: float = 0.0) -> None:
+                 content_weight: float = 0.0, query_weight: float = 1.0) -> None:
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         self.encoder = encoder
         self.content_weight = _checked_content_weight(encoder, content_weight)
+        self.query_weight = _checked_query_weight(query_weight)
         self.num_negatives = num_negatives
         trained = encoder.trained_items()
         if trained is not None:
@@ -93,14 +109,18 @@ class SampledSoftmaxTask(nn.Module):
         return torch.multinomial(self.proposal.cpu(), self.num_negatives, replacement=True, generator=self.generator)
 
     def forward(self, batch: dict[str, torch.Tensor], negatives: torch.Tensor | None = None) -> torch.Tensor:
-        h, targets = _positions_with_targets(self.encoder, batch)  # (N, D), (N,)
-        if targets.numel() == 0:
+        h, targets, queries = _positions_with_targets(self.encoder, batch)  # (N, D), (N,), (N,)
+        searched = _searched(self.encoder, batch, h, targets, queries)
+        if targets.numel() == 0 and (searched is None or searched[1].numel() == 0):
             return _no_targets(h)
         neg = (self.sample() if negatives is None else negatives).to(h.device)  # (K,)
         table, content = _tables(self.encoder, self.content_weight)
-        loss = self._cross_entropy(h, targets, neg, table)
-        if content is not None:
+        loss = self._cross_entropy(h, targets, neg, table) if targets.numel() else h.sum() * 0.0
+        if content is not None and targets.numel():
             loss = loss + self.content_weight * self._cross_entropy(h, targets, neg, content)
+        if searched is not None:
+            hq, tq, _ = searched
+            loss = loss + (self.query_weight * self._cross_entropy(hq, tq, neg, table) if tq.numel() else hq.sum() * 0.0)
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -141,12 +161,50 @@ def _checked_content_weight(encoder: SequenceEncoder, weight: float) -> float:
     return float(weight)
 
 
-def _positions_with_targets(encoder: SequenceEncoder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states and targets of the positions that carry a loss: (N, D), (N,)."""
+def _checked_query_weight(weight: float) -> float:
+    if weight < 0:
+        raise ValueError(f"query_weight must be >= 0, got {weight!r}")
+    return float(weight)
+
+
+def _positions_with_targets(
+    encoder: SequenceEncoder, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Hidden states, targets and the targets' query hashes (0 = none; None for a model
+    without the query part or a batch without them) of the positions that carry a loss:
+    (N, D), (N,), (N,)."""
     h = encoder(batch)  # (B, T, D)
     targets = batch["targets"]  # (B, T)
     keep = targets >= FIRST_ITEM_INDEX
-    return h[keep], targets[keep]
+    queries = batch.get("target_queries") if encoder.config.uses_queries else None
+    return h[keep], targets[keep], None if queries is None else queries[keep]
+
+
+def _searched(
+    encoder: SequenceEncoder, batch: dict[str, torch.Tensor], h: torch.Tensor, targets: torch.Tensor,
+    queries: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The search examples of a batch: query-aware states (M, D) and their targets (M,),
+    first the positions whose target a query led to (which of the N: ``on``, (N,) bool),
+    then the users' first events a query led to, searched with no history (the zero
+    state, as ``encode`` gives a user without events). None without the query part. The
+    query part runs even when M is 0, so every rank's gradient covers its parameters (DDP)."""
+    if queries is None:
+        return None
+    on = queries != 0
+    states, wanted, asked = [h[on]], [targets[on]], [queries[on]]
+    if "first_target" in batch:
+        first = batch["first_target"] >= FIRST_ITEM_INDEX  # (B,)
+        states.append(h.new_zeros(int(first.sum()), h.shape[1]))
+        wanted.append(batch["first_target"][first])
+        asked.append(batch["first_query"][first])
+    users, hashes = torch.cat(states), torch.cat(asked)
+    return encoder.with_query(users, encoder.embed.query_table.lookup(hashes)), torch.cat(wanted), on
+
+
+def _pad_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """History rows (M0, T) followed by empty ones, to n rows (the first-event searches)."""
+    return torch.cat([rows, rows.new_zeros(n - rows.shape[0], rows.shape[1])])
 
 
 def _history_up_to(batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -116,7 +116,7 @@ class Ingress:
         encoded = await encoding if encoding is not None else {}
         base = recommend_query(req.k, history, req.exclude_purchased, req.categories, encoded.get("vector"),
                                encoded.get("used", 0))
-        query = SearchQuery(base=base, matches=tuple(retrieved["matches"]))
+        query = SearchQuery(base=base, matches=tuple(retrieved["matches"]), text=req.query)
         result = await self._ranker.search.remote({"query": query, "checkpoint": encoded.get("checkpoint")})
         return SearchResponse(user_id=req.user_id, query=req.query, cold_start=not history,
                               matched=len(retrieved["matches"]), items=result["items"], model=result["model"])

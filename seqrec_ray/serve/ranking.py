@@ -15,6 +15,7 @@ import torch
 from seqrec_ray.data.padding import pad_rows
 from seqrec_ray.data.vocab import Vocab
 from seqrec_ray.models import scoring
+from seqrec_ray.models.query import token_matrix
 from seqrec_ray.schema import FIRST_ID_INDEX
 
 from .config import SCORE_DTYPES
@@ -345,6 +346,7 @@ class SearchQuery:
 
     base: RecommendQuery
     matches: tuple[Mapping[str, Any], ...]
+    text: str = ""  # the query as typed: a query-aware model scores with it
 
 
 def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, per_item: int) -> list[dict]:
@@ -358,12 +360,7 @@ def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, pe
     if not len(known):
         return []
     chosen = torch.from_numpy(idx[known]).to(model.embeddings.device)
-    if base.vector is None:
-        personal = torch.log1p(model.counts[chosen].double())
-    else:
-        personal = model.embeddings[chosen] @ torch.from_numpy(np.asarray(base.vector)).to(model.embeddings)
-        if model.boost is not None:
-            personal = personal + model.boost[chosen]
+    personal = _personal_scores(model, base, q.text, chosen)
     relevance = np.array([q.matches[j]["relevance"] for j in known])
     row = torch.full((1, model.embeddings.shape[0]), float("-inf"), device=model.embeddings.device)  # (1, V)
     row[0, chosen] = torch.from_numpy(search_scores(relevance, personal.double().cpu().numpy(), relevance_weight)).to(row)
@@ -377,6 +374,26 @@ def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, pe
         matched = "matches " + ", ".join(f'"{t}"' for t in terms)
         item["reason"] = matched if item["reason"] == "popular item" else f"{matched}; {item['reason']}"
     return ranked
+
+
+def _personal_scores(model: RankerModel, base: RecommendQuery, text: str, chosen: torch.Tensor) -> torch.Tensor:
+    """The model's score of each chosen match for this shopper: with a query-aware model
+    its query-aware vector (``SequenceEncoder.with_query``; the zero state for a shopper
+    without history) @ item; else user @ item, or log popularity without history."""
+    encoder = None if model.serving is None else model.serving.encoder
+    if encoder is not None and encoder.config.uses_queries and text:
+        config = encoder.config
+        tokens = token_matrix([text], config.query_buckets, config.max_query_tokens).to(model.embeddings.device)
+        user = (torch.zeros(1, model.embeddings.shape[1]) if base.vector is None
+                else torch.as_tensor(np.asarray(base.vector), dtype=torch.float32)[None]).to(model.embeddings)
+        with torch.no_grad():
+            vector = encoder.with_query(user, tokens)[0]  # (D,)
+    elif base.vector is None:
+        return torch.log1p(model.counts[chosen].double())
+    else:
+        vector = torch.from_numpy(np.asarray(base.vector)).to(model.embeddings)
+    personal = model.embeddings[chosen] @ vector
+    return personal if model.boost is None else personal + model.boost[chosen]
 
 
 def _filter(model: RankerModel, q: RecommendQuery) -> Filter:

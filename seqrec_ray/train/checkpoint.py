@@ -92,6 +92,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     """Rebuild the encoder from the directory alone; returned in eval mode on ``device``."""
     from seqrec_ray.data.vocab import load_vocab
 
+    from .queries import install_directory_queries
+
     path = Path(path)
     model_json = _read_json(path / "model.json")
     version = model_json.get("checkpoint_version")
@@ -101,6 +103,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model = build_encoder(model_config)
     state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
+    install_directory_queries(model, path)  # the training log's queries, from CKPT/search/
     model.to(device).eval()
     return LoadedCheckpoint(model, load_vocab(path), _read_json(path / "meta.json"), model_config)
 

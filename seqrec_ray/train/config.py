@@ -21,6 +21,7 @@ ENCODER_KNOBS = ("dim", "hidden", "num_layers", "num_heads", "dropout", "emb_dro
 LOSSES = ("full", "sampled")
 SAMPLERS = ("uniform", "popularity")
 CONTENT_CHOICES = ("auto", "none", "all")
+QUERY_CHOICES = ("auto", "none")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,16 @@ class TrainConfig:
         "hashed content-token table rows (default: 8x the catalogue's distinct tokens as a power of "
         "two, 1,024..1,048,576: room for new words with few collisions)")})
     max_item_tokens: int = field(default=32, metadata={"help": "content tokens kept per item"})
+    # The query-aware model (models/query.py): on by itself when the log has searches.
+    query_model: str = field(default="auto", metadata={"help": (
+        "the query-aware part (search text combined with the sequence): auto (on when the log "
+        "has queries that led to engagements) | none")})
+    query_loss: float = field(default=1.0, metadata={"help": (
+        "with the query model: weight of the search objective (each target a query led to, "
+        "scored again with that query) beside the next-item one")})
+    query_buckets: int | None = field(default=None, metadata={"help": (
+        "hashed query n-gram table rows (default: 4x the log's distinct n-grams as a power of "
+        "two, 4,096..1,048,576)")})
     init_from: str | None = field(default=None, metadata={"help": (
         "start from this checkpoint's weights (same model; its item vocabulary must be a prefix of "
         "the data's, as featurize --base-vocab makes it): daily incremental training")})
@@ -106,6 +117,12 @@ class TrainConfig:
             raise ValueError(f"content_loss must be >= 0, got {self.content_loss!r}")
         if self.content_buckets is not None and self.content_buckets < 2:
             raise ValueError(f"content_buckets must be >= 2 or None (auto), got {self.content_buckets!r}")
+        if self.query_model not in QUERY_CHOICES:
+            raise ValueError(f"query_model must be one of {QUERY_CHOICES}, got {self.query_model!r}")
+        if self.query_loss < 0:
+            raise ValueError(f"query_loss must be >= 0, got {self.query_loss!r}")
+        if self.query_buckets is not None and self.query_buckets < 2:
+            raise ValueError(f"query_buckets must be >= 2 or None (auto), got {self.query_buckets!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads!r}")
         object.__setattr__(self, "ks", tuple(self.ks))
@@ -134,9 +151,10 @@ class TrainConfig:
         return tuple(f for f in CONTENT_FIELDS if f in fields)
 
     def encoder_config(self, vocab_sizes: dict, content_fields: tuple[str, ...] = (),
-                       content_buckets: int | None = None) -> EncoderConfig:
-        """The EncoderConfig for a vocabulary (``{"items": n, "categories": n}``) and the
-        content fields and token-table size resolved for the data."""
+                       content_buckets: int | None = None, query_buckets: int = 0) -> EncoderConfig:
+        """The EncoderConfig for a vocabulary (``{"items": n, "categories": n}``), the
+        content fields and token-table size resolved for the data, and the query n-gram
+        table's size (0 = no query part)."""
         knobs = {k: self.model_knob(k) for k in ENCODER_KNOBS}
         return EncoderConfig(
             encoder=self.model,
@@ -150,5 +168,6 @@ class TrainConfig:
             content_buckets=content_buckets or self.content_buckets or 1 << 16,
             max_item_tokens=self.max_item_tokens,
             id_dropout=self.id_dropout if content_fields else 0.0,
+            query_buckets=query_buckets,
             **knobs,
         )

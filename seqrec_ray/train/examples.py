@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from seqrec_ray.schema import SEQUENCE_FEATURES
 
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+QUERIES = "queries"  # per event: the hash of the query that led to it (models/query.py)
 
 
 def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
@@ -22,20 +23,30 @@ def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
     ``max_len`` and ``targets`` (the next event's item at each input position, 0 = no
     loss). Windows tile the sequence from its end without overlap, so every train event
     after the first is a target exactly once per pass.
+
+    Sequences with a ``queries`` column (the query-aware model's data) add
+    ``target_queries`` (the hash of the query that led to each target, 0 = none) and, in
+    each user's oldest window, ``first_target`` / ``first_query``: the user's first event
+    and its query when a query led to it (else 0), a search made with no history at all.
+    A user whose only event a query led to gets a window with no inputs for it.
     """
     _check_max_len(max_len)
     flat, counts = _flatten(sequences, keep_split=0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     n_targets = np.maximum(counts - 1, 0)
     n_windows = -(-n_targets // max_len)  # ceil
+    if QUERIES in flat:
+        searched_first = np.zeros(len(counts), dtype=bool)
+        searched_first[counts > 0] = flat[QUERIES][starts[counts > 0]] != 0
+        n_windows = n_windows + ((counts == 1) & searched_first)
     user = np.repeat(np.arange(len(counts)), n_windows)  # (W,)
     j = _rank_within(n_windows)  # 0 = the window at the end of the user's sequence
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     end = counts[user] - 1 - j * max_len  # last target index within the user
     length = np.minimum(max_len, end)  # inputs in this window
     first_input = starts[user] + end - length  # flat index of the window's first input
     # Emit windows oldest first within each user (j runs from the end).
     order = np.lexsort((-j, user))
-    length, first_input = length[order], first_input[order]
+    length, first_input, user = length[order], first_input[order], user[order]
     row = np.repeat(np.arange(len(length)), length)
     offset = _rank_within(length)
     src = first_input[row] + offset  # flat input index per filled cell
@@ -44,6 +55,11 @@ def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
     for name in SEQUENCE_FEATURES:
         columns[name] = _fixed_list(_scatter(flat[name], src, row, col, len(length), max_len), max_len)
     columns["targets"] = _fixed_list(_scatter(flat["items"], src + 1, row, col, len(length), max_len), max_len)
+    if QUERIES in flat:
+        columns["target_queries"] = _fixed_list(_scatter(flat[QUERIES], src + 1, row, col, len(length), max_len), max_len)
+        oldest = (first_input == starts[user]) & searched_first[user]  # (W,) starts at a searched first event
+        columns["first_target"] = pa.array(np.where(oldest, flat["items"][first_input], 0), type=pa.int64())
+        columns["first_query"] = pa.array(np.where(oldest, flat[QUERIES][first_input], 0), type=pa.int64())
     return pa.table(columns)
 
 
@@ -72,6 +88,8 @@ def eval_examples(sequences: pa.Table, split: str, max_len: int) -> pa.Table:
         for name in SEQUENCE_FEATURES
     }
     columns["target"] = pa.array(flat["items"][target_pos], type=pa.int64())
+    if QUERIES in flat:
+        columns["target_query"] = pa.array(flat[QUERIES][target_pos], type=pa.int64())
     hist_idx = np.repeat(starts[users], n_before) + _rank_within(n_before)
     hist_offsets = np.concatenate([[0], np.cumsum(n_before)]).astype(np.int32)
     columns["history"] = pa.ListArray.from_arrays(hist_offsets, pa.array(flat["items"][hist_idx], type=pa.int64()))
@@ -90,7 +108,8 @@ def _flatten(sequences: pa.Table, keep_split: int | None) -> tuple[dict[str, np.
     if missing:
         raise ValueError(f"sequence table lacks columns {missing} (docs/contracts.md §2)")
     flat = {}
-    for name in (*SEQUENCE_FEATURES, "splits"):
+    optional = (QUERIES,) if QUERIES in sequences.column_names else ()
+    for name in (*SEQUENCE_FEATURES, "splits", *optional):
         col = sequences.column(name).combine_chunks()
         flat[name] = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int64)
     parent = pc.list_parent_indices(sequences.column("items").combine_chunks()).to_numpy().astype(np.int64)

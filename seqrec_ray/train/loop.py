@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .content import ItemContentInputs, init_from_checkpoint, install_item_content, load_item_content
 from .metrics import DEFAULT_KS, RankingMetrics, evaluate_scores
 from .progress import epoch_line
+from .queries import QueryInputs, install_queries, load_query_inputs
 from .run_state import SELECTION_METRIC, EarlyStopping
 
 __all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_process"]
@@ -32,28 +33,34 @@ __all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_proce
 def build_task(
     config: TrainConfig, vocab_sizes: dict, item_counts: np.ndarray | None = None, rank: int = 0,
     content: ItemContentInputs | None = None, init_from_items: tuple[str, ...] | None = None,
+    queries: QueryInputs | None = None,
 ) -> torch.nn.Module:
     """The loss wrapper (``.encoder`` inside) for a vocabulary; seeded by config.seed + rank.
 
     ``content`` (load_item_content): the items' content tokens, for a model with item
     content. ``init_from_items``: the data's item raw ids, needed with ``config.init_from``
-    (the older checkpoint's weights are copied into the grown tables)."""
+    (the older checkpoint's weights are copied into the grown tables). ``queries``
+    (load_query_inputs): the log's queries, for the query-aware model."""
     torch.manual_seed(config.seed + rank)
     encoder = build_encoder(config.encoder_config(vocab_sizes, content.fields if content else (),
-                                                  content.buckets if content else None))
+                                                  content.buckets if content else None,
+                                                  queries.buckets if queries else 0))
     if content is not None:
         install_item_content(encoder, content)
+    if queries is not None:
+        install_queries(encoder, queries.texts, queries.hashes)
     if config.init_from:
         if init_from_items is None:
             raise ValueError("init_from needs the data's item vocabulary (init_from_items)")
         init_from_checkpoint(encoder, config.init_from, init_from_items)
     content_weight = config.content_loss if encoder.config.uses_content else 0.0
     if config.loss == "full":
-        return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss, content_weight=content_weight)
+        return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss, content_weight=content_weight,
+                               query_weight=config.query_loss)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
     proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
     return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1),
-                              content_weight=content_weight)
+                              content_weight=content_weight, query_weight=config.query_loss)
 
 
 def train_epoch(
@@ -137,12 +144,14 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     output_dir = Path(output_dir)
-    data = load_training_data(data_dir, config.max_len)
+    queries = load_query_inputs(config, data_dir)
+    data = load_training_data(data_dir, config.max_len, with_queries=queries is not None)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     content = load_item_content(config, data_dir, data.item_counts)
     task = build_task(config, data.vocab_sizes, data.item_counts, content=content,
-                      init_from_items=_item_raw_ids(data_dir) if config.init_from else None).to(device)
+                      init_from_items=_item_raw_ids(data_dir) if config.init_from else None,
+                      queries=queries).to(device)
     optimizer = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     stopper, history, started = EarlyStopping(config.patience), [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):

@@ -50,6 +50,7 @@ from .export import export_run
 from .loop import build_task, evaluate, train_epoch
 from .metrics import RankingMetrics
 from .progress import epoch_line
+from .queries import load_query_inputs
 from .run_state import (
     SELECTION_METRIC,
     EarlyStopping,
@@ -111,9 +112,14 @@ def default_run_name(config: TrainConfig, data_dir: str | Path) -> str:
     return f"seqrec-{config.model}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True) -> dict[str, ray.data.Dataset]:
-    """``train`` (training windows) and ``valid`` (eval examples) from DIR/sequences."""
-    sequences = ray.data.read_parquet(str(Path(data_dir) / "sequences"))
+def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True,
+                   with_queries: bool = False) -> dict[str, ray.data.Dataset]:
+    """``train`` (training windows) and ``valid`` (eval examples) from DIR/sequences; with
+    the events' query hashes for the query-aware model (``with_queries``)."""
+    from seqrec_ray.data.sequences import SEQUENCE_SCHEMA
+
+    columns = [n for n in SEQUENCE_SCHEMA.names if with_queries or n != "queries"]
+    sequences = ray.data.read_parquet(str(Path(data_dir) / "sequences"), columns=columns)
     datasets = {
         "train": sequences.map_batches(training_windows, batch_format="pyarrow", fn_kwargs={"max_len": max_len}),
         "valid": sequences.map_batches(
@@ -162,8 +168,10 @@ def fit(
     manifest = load_manifest(data_dir)
     run_name = ray_config.run_name or default_run_name(config, data_dir)
     config = dataclasses.replace(config, run_name=run_name)
-    datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows)
+    queries = load_query_inputs(config, data_dir)
+    datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows, with_queries=queries is not None)
     loop_config = {
+        "queries": queries,
         "train_config": config,
         "cache_shards": _shards_fit_in_memory(datasets, ray_config),
         "vocab_sizes": dict(manifest["vocab_sizes"]),
@@ -259,7 +267,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     # Same seed on every rank: identical initial weights (DDP would broadcast rank 0's anyway).
     task = build_task(config, loop_config["vocab_sizes"], loop_config["item_counts"], rank=0,
-                      content=loop_config.get("item_content"), init_from_items=loop_config.get("init_from_items"))
+                      content=loop_config.get("item_content"), init_from_items=loop_config.get("init_from_items"),
+                      queries=loop_config.get("queries"))
     run = _restore(task, ray.train.get_checkpoint(), config.patience)
     model = ray.train.torch.prepare_model(task)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
