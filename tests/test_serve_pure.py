@@ -394,3 +394,33 @@ def test_replicas_replaying_the_log_in_different_batches_answer_alike():
     assert recommend_batch(live, [query], 0) == recommend_batch(restarted, [query], 0)
     items = ["n3", "a", "n1", "b", "n2"]
     assert rank_items(live, user, items) == rank_items(restarted, user, items)
+
+
+def test_a_query_aware_model_ranks_and_searches_with_the_query():
+    from seqrec_ray.models import EncoderConfig, build_encoder
+    from seqrec_ray.models.query import token_matrix
+    from seqrec_ray.serve.model import ServingModel
+    from seqrec_ray.serve.ranking import SearchQuery, search_items
+
+    vocab = tiny_vocab()
+    torch.manual_seed(0)
+    encoder = build_encoder(EncoderConfig("gru", num_items=6, dim=8, hidden=8, query_buckets=256,
+                                          max_query_tokens=8)).eval()
+    ranker = RankerModel.from_serving(ServingModel("k", encoder, vocab, {"encoder": "gru"}, 10, "cpu",
+                                                   LiveCatalogue(vocab)))
+    user = np.linspace(-1, 1, 8).astype(np.float32)
+    tokens = token_matrix(["red boots"], 256, 8)
+    with torch.no_grad():
+        expected = ranker.embeddings @ encoder.with_query(torch.from_numpy(user)[None], tokens)[0]
+        cold = ranker.embeddings @ encoder.with_query(torch.zeros(1, 8), tokens)[0]
+    items = ["a", "b", "c", "d"]
+    by_id = {r["item_id"]: r["score"] for r in rank_items(ranker, user, items, text="red boots")}
+    assert [by_id[i] for i in items] == pytest.approx(expected[2:].tolist(), rel=1e-5)
+    plain = {r["item_id"]: r["score"] for r in rank_items(ranker, user, items)}
+    assert [plain[i] for i in items] != pytest.approx(expected[2:].tolist(), rel=1e-5)  # no query: the plain vector
+    # A shopper without history is scored from the query (the zero state), not by popularity.
+    assert [r["score"] for r in rank_items(ranker, None, ["a"], text="red boots")] == pytest.approx([float(cold[2])])
+    # /search: the matches' personal part is the query-aware score (equal relevance: its order).
+    matches = tuple({"item_id": i, "relevance": 1.0, "matched_terms": ("red",)} for i in items)
+    found = search_items(ranker, SearchQuery(RecommendQuery(k=4, vector=user), matches, text="red boots"), 3.0, 1)
+    assert [r["item_id"] for r in found] == [items[j] for j in np.argsort(-expected[2:].numpy(), kind="stable")]

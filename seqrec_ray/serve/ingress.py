@@ -97,6 +97,7 @@ class Ingress:
         query: dict[str, Any] = {"items": req.items}
         encoding = self._encoder.encode.remote(history) if history else None
         if req.query:  # the query orders the items that match it first (when the model has an index)
+            query["text"] = req.query  # and a query-aware model scores them with it
             retrieved = await self._retriever.retrieve.remote(req.query, len(req.items), list(req.items))
             query["matches"] = retrieved["matches"] if retrieved["available"] else None
         if encoding is not None:

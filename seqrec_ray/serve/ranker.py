@@ -79,11 +79,11 @@ class Ranker:
         return out
 
     async def rank(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``{"items", "vector"?, "checkpoint"?, "matches"?}``: matches are the retriever's
-        for the request's query (None without one)."""
+        """``{"items", "vector"?, "checkpoint"?, "matches"?, "text"?}``: matches are the
+        retriever's for the request's query ``text`` (None without one)."""
         model = self._model_for(request.get("checkpoint"))
         items = rank_items(model, request.get("vector"), request["items"], request.get("matches"),
-                           self._config.search_relevance_weight)
+                           self._config.search_relevance_weight, request.get("text", ""))
         return {"items": items, "model": model.label}
 
     async def search(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -289,16 +289,18 @@ def recommend_batch(model: RankerModel, queries: Sequence[RecommendQuery], per_i
 
 
 def rank_items(model: RankerModel, vector: np.ndarray | None, items: Sequence[str],
-               matches: Sequence[Mapping[str, Any]] | None = None, relevance_weight: float = 0.0) -> list[dict]:
+               matches: Sequence[Mapping[str, Any]] | None = None, relevance_weight: float = 0.0,
+               text: str = "") -> list[dict]:
     """Exactly ``items``, best first; unknown items last in their given order (score None).
     An item posted live is scored from its content (``new_item``); a discontinued one is
     still scored (the caller asked for it) and flagged.
 
     ``matches`` (the retriever's, for the request's query): the items that match the query
-    come first, by ``search_scores``; the others follow by the model's score alone."""
+    come first, by ``search_scores``; the others follow by the model's score alone, which
+    for a query-aware model is its score with the query ``text``."""
     catalogue = model.catalogue
     candidates = catalogue.item_indices(items)
-    user = None if vector is None else torch.from_numpy(np.asarray(vector)).to(model.embeddings)
+    user = _user_vector(model, vector, text)
     order, scores = rank_candidates(user, model.embeddings, candidates, model.counts, model.boost)
     by_id = {m["item_id"]: m for m in matches or ()}
     if by_id:
@@ -376,22 +378,28 @@ def search_items(model: RankerModel, q: SearchQuery, relevance_weight: float, pe
     return ranked
 
 
-def _personal_scores(model: RankerModel, base: RecommendQuery, text: str, chosen: torch.Tensor) -> torch.Tensor:
-    """The model's score of each chosen match for this shopper: with a query-aware model
-    its query-aware vector (``SequenceEncoder.with_query``; the zero state for a shopper
-    without history) @ item; else user @ item, or log popularity without history."""
+def _user_vector(model: RankerModel, vector: np.ndarray | None, text: str) -> torch.Tensor | None:
+    """The vector items are scored with: a query-aware model's query-aware one when there
+    is a query (``SequenceEncoder.with_query``; the zero state for a shopper without
+    history), else the user's own; None without history or query (popularity)."""
     encoder = None if model.serving is None else model.serving.encoder
-    if encoder is not None and encoder.config.uses_queries and text:
-        config = encoder.config
-        tokens = token_matrix([text], config.query_buckets, config.max_query_tokens).to(model.embeddings.device)
-        user = (torch.zeros(1, model.embeddings.shape[1]) if base.vector is None
-                else torch.as_tensor(np.asarray(base.vector), dtype=torch.float32)[None]).to(model.embeddings)
-        with torch.no_grad():
-            vector = encoder.with_query(user, tokens)[0]  # (D,)
-    elif base.vector is None:
+    user = None if vector is None else torch.as_tensor(np.asarray(vector), dtype=torch.float32).to(model.embeddings)
+    if encoder is None or not encoder.config.uses_queries or not text:
+        return user
+    config = encoder.config
+    tokens = token_matrix([text], config.query_buckets, config.max_query_tokens).to(model.embeddings.device)
+    if user is None:
+        user = torch.zeros(model.embeddings.shape[1]).to(model.embeddings)
+    with torch.no_grad():
+        return encoder.with_query(user[None], tokens)[0]  # (D,)
+
+
+def _personal_scores(model: RankerModel, base: RecommendQuery, text: str, chosen: torch.Tensor) -> torch.Tensor:
+    """The model's score of each chosen match for this shopper (``_user_vector``), or log
+    popularity for a shopper without history and a model without the query part."""
+    vector = _user_vector(model, base.vector, text)
+    if vector is None:
         return torch.log1p(model.counts[chosen].double())
-    else:
-        vector = torch.from_numpy(np.asarray(base.vector)).to(model.embeddings)
     personal = model.embeddings[chosen] @ vector
     return personal if model.boost is None else personal + model.boost[chosen]
 
