@@ -46,7 +46,7 @@ def load_serving_model(path: str, device: str) -> ServingModel:
     ckpt_dir = Path(path).expanduser().resolve()
     if not ckpt_dir.is_dir():
         raise FileNotFoundError(f"checkpoint directory {ckpt_dir} does not exist")
-    loaded = load_checkpoint(ckpt_dir, device=device)
+    loaded = load_checkpoint(ckpt_dir, device=device, queries=False)  # /search tokenises the typed text
     vocab = loaded.vocab
     if vocab.num_items != loaded.model_config.num_items:
         raise ValueError(

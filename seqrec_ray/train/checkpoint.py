@@ -88,8 +88,10 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the encoder from the directory alone; returned in eval mode on ``device``."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", queries: bool = True) -> LoadedCheckpoint:
+    """Rebuild the encoder from the directory alone; returned in eval mode on ``device``.
+    ``queries``: install the training log's queries (for scoring stored query hashes
+    offline); serving tokenises the typed text and skips them."""
     from seqrec_ray.data.vocab import load_vocab
 
     from .queries import install_directory_queries
@@ -103,7 +105,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model = build_encoder(model_config)
     state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    install_directory_queries(model, path)  # the training log's queries, from CKPT/search/
+    if queries:
+        install_directory_queries(model, path)  # the training log's queries, from CKPT/search/
     model.to(device).eval()
     return LoadedCheckpoint(model, load_vocab(path), _read_json(path / "meta.json"), model_config)
 

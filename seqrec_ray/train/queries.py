@@ -37,16 +37,22 @@ def has_queries(data_dir: str | Path) -> bool:
 def load_query_inputs(config: TrainConfig, data_dir: str | Path) -> QueryInputs | None:
     """The log's queries for a run, or None when the run has no query part (``--query-model
     none``, or a log without queries)."""
-    from seqrec_ray.data.search_index import load_query_texts
 
     if config.query_model == "none":
         return None
-    table = load_query_texts(str(data_dir))
-    if not table.num_rows:
+    texts, hashes = _read_queries(data_dir)
+    if not texts:
         return None
-    texts = tuple(table.column("query").to_pylist())
-    buckets = config.query_buckets or auto_buckets(texts)
-    return QueryInputs(buckets, torch.tensor(table.column("query_hash").to_numpy(), dtype=torch.int64), texts)
+    return QueryInputs(config.query_buckets or auto_buckets(texts), hashes, texts)
+
+
+def _read_queries(directory: str | Path) -> tuple[tuple[str, ...], torch.Tensor]:
+    """A directory's query texts and their hashes (empty when it has none)."""
+    from seqrec_ray.data.search_index import load_query_texts
+
+    table = load_query_texts(str(directory))
+    return (tuple(table.column("query").to_pylist()),
+            torch.tensor(table.column("query_hash").to_numpy(), dtype=torch.int64))
 
 
 def auto_buckets(texts: tuple[str, ...]) -> int:
@@ -67,11 +73,8 @@ def install_queries(encoder: torch.nn.Module, texts: tuple[str, ...], hashes: to
 def install_directory_queries(encoder: torch.nn.Module, directory: str | Path) -> None:
     """Install the queries of an artifacts or checkpoint directory (its ``search/``) into a
     query-aware encoder; nothing for other encoders or a directory without queries."""
-    from seqrec_ray.data.search_index import load_query_texts
-
     if not encoder.config.uses_queries:
         return
-    table = load_query_texts(str(directory))
-    if table.num_rows:
-        install_queries(encoder, tuple(table.column("query").to_pylist()),
-                        torch.tensor(table.column("query_hash").to_numpy(), dtype=torch.int64))
+    texts, hashes = _read_queries(directory)
+    if texts:
+        install_queries(encoder, texts, hashes)
