@@ -3,16 +3,20 @@
     python jobs/train.py --data DIR --model lstm --output OUT --num-workers 2
     ray job submit --working-dir . -- python jobs/train.py --data DIR --model lstm --output OUT
     python jobs/train.py --data DIR --model transformer --output OUT --no-ray   # one process, no Ray
+    python jobs/train.py --data DIR --model transformer --output OUT --seeds 0,1,2   # mean ± sd over seeds
 
 Writes OUT/best (the checkpoint with the best valid NDCG@10, docs/contracts.md §3),
 OUT/latest, OUT/curves.json + curves.png and OUT/result.json; prints one line per epoch.
 Re-running with the same --run-name (default: derived from data + config) and --storage
-resumes from the run's latest checkpoint.
+resumes from the run's latest checkpoint. With --seeds, each seed is a complete run in
+OUT/seed-N and OUT/result.json holds every seed's metrics with their mean and standard
+deviation (OUT/seeds.png: each seed's validation curve).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -41,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray_args.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                           help="cluster to join (default $RAY_ADDRESS; unset: start a local Ray)")
     ray_args.add_argument("--no-ray", action="store_true", help="train in this process without Ray")
+    p.add_argument("--seeds", default=None, help=(
+        "comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, their mean ± sd "
+        "in OUTPUT/result.json and the printed table (replaces --seed)"))
     # run_name: one --run-name names the Ray Train run and the training config alike.
     cli.add_flags(p, TrainConfig, title="model and training (TrainConfig; model knobs default to the model's tuned ones)",
                   flags=TRAIN_FLAGS, exclude=("run_name",))
@@ -83,19 +90,52 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_data_dir(args.data)
         train_config, ray_config = build_configs(args)
+        seeds = parse_seed_list(args)
     except (ValueError, FileNotFoundError) as exc:
         return cli.fail(exc)
+    if not args.no_ray:
+        init_ray(ray_config, args.ray_address)
+    if seeds is None:
+        summary = train_once(args, train_config, ray_config, args.output)
+        print(json.dumps({k: summary[k] for k in ("run_name", "best_epoch", "epochs_run", "valid", "test")}, indent=2))
+        return 0
+    from seqrec_ray.train import seeds as seed_runs
+
+    summaries = {}
+    for seed in seeds:
+        print(f"[train] seed {seed} ({len(summaries) + 1} of {len(seeds)})", flush=True)
+        named = ray_config if ray_config.run_name is None else dataclasses.replace(
+            ray_config, run_name=f"{ray_config.run_name}-seed{seed}")
+        summaries[seed] = train_once(args, dataclasses.replace(train_config, seed=seed), named,
+                                     seed_runs.seed_directory(args.output, seed))
+    result = seed_runs.aggregate(summaries)
+    path = seed_runs.write_seeds_result(result, args.output)
+    print(seed_runs.seeds_table(result))
+    print(f"[train] {len(seeds)} seeds -> {path}")
+    return 0
+
+
+def parse_seed_list(args: argparse.Namespace) -> tuple[int, ...] | None:
+    """--seeds as a tuple, or None for a single run; --seeds with --seed is refused."""
+    if args.seeds is None:
+        return None
+    from seqrec_ray.train.config import TrainConfig
+    from seqrec_ray.train.seeds import parse_seeds
+
+    if "seed" in cli.given(args, TrainConfig):
+        raise ValueError("give --seed or --seeds, not both")
+    return parse_seeds(args.seeds)
+
+
+def train_once(args: argparse.Namespace, train_config, ray_config, output: str | Path) -> dict:
+    """One training run (in this process with --no-ray, else on Ray Train) into ``output``."""
     if args.no_ray:
         from seqrec_ray.train.loop import run_in_process
 
-        summary = run_in_process(train_config, args.data, args.output)
-    else:
-        from seqrec_ray.train.ray_trainer import fit
+        return run_in_process(train_config, args.data, output)
+    from seqrec_ray.train.ray_trainer import fit
 
-        init_ray(ray_config, args.ray_address)
-        summary = fit(train_config, ray_config, args.data, args.output)
-    print(json.dumps({k: summary[k] for k in ("run_name", "best_epoch", "epochs_run", "valid", "test")}, indent=2))
-    return 0
+    return fit(train_config, ray_config, args.data, output)
 
 
 if __name__ == "__main__":

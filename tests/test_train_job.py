@@ -41,6 +41,9 @@ def test_missing_data_dir_exits_2_with_a_message_and_no_traceback(tmp_path):
         (["--lr", "-1"], "lr must be > 0, got -1.0"),
         (["--loss", "hinge"], "loss must be one of"),
         (["--cpus-per-worker", "0"], "cpus_per_worker must be > 0"),
+        (["--seeds", "0,x"], "--seeds must be comma-separated integers, got '0,x'"),
+        (["--seeds", "1,1"], "--seeds repeats a seed"),
+        (["--seeds", "0,1", "--seed", "2"], "give --seed or --seeds, not both"),
     ],
 )
 def test_bad_values_exit_2_naming_the_value(sample, tmp_path, capsys, extra, message):
@@ -66,3 +69,27 @@ def test_job_no_ray_trains_in_process(sample, tmp_path, capsys):
     assert "epoch   2" in printed
     assert load_checkpoint(out / "best").meta["epoch"] in (1, 2)
     assert len(json.loads((out / "curves.json").read_text())) == 2
+
+
+def test_seeds_train_one_run_per_seed_and_report_mean_and_sd(sample, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    seedless = [a for i, a in enumerate(TINY_ARGS) if "--seed" not in TINY_ARGS[max(i - 1, 0):i + 1]]
+    args = ["--data", str(sample), "--no-ray", "--epochs", "2", *seedless]
+    assert load_job().main([*args, "--output", str(out), "--seeds", "0,1"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert result["seeds"] == [0, 1]
+    runs = [json.loads((out / f"seed-{s}" / "result.json").read_text()) for s in (0, 1)]
+    assert runs[0]["test"] != runs[1]["test"], "two seeds trained the same model"
+    for split in ("valid", "test"):
+        values = [run[split]["ndcg@10"] for run in runs]
+        row = result[split]["ndcg@10"]
+        assert row["values"] == values
+        assert row["mean"] == pytest.approx(sum(values) / 2)
+        assert row["sd"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    assert f"{result['test']['ndcg@10']['mean']:.4f} ± {result['test']['ndcg@10']['sd']:.4f}" in printed
+    assert (out / "seeds.png").stat().st_size > 0
+    # The same seed alone reproduces its row of the seeds run.
+    assert load_job().main([*args, "--output", str(tmp_path / "one"), "--seed", "1"]) == 0
+    alone = json.loads((tmp_path / "one" / "result.json").read_text())
+    assert alone["test"] == runs[1]["test"]
