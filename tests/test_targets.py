@@ -56,3 +56,41 @@ def test_bad_horizon_and_max_len_name_the_value():
         cutoff_examples(SEQ, 0.0, 0.0, 3)
     with pytest.raises(ValueError, match="max_len"):
         cutoff_examples(SEQ, 0.0, 1.0, 0)
+
+
+def test_training_windows_carry_next_purchase_and_next_type_targets_per_input_position():
+    from seqrec_ray.train.examples import training_windows
+
+    windows = training_windows(SEQ, max_len=8, behaviour_targets=True).to_pylist()
+    a = windows[0]  # user a: 6 events, 5 inputs, left-padded to 8
+    assert a["items"][-5:] == [5, 6, 6, 7, 8]
+    assert a["targets"][-5:] == [6, 6, 7, 8, 9]
+    assert a["purchase_targets"][-5:] == [6, 6, 8, 8, 0]  # the next purchase strictly after each input
+    assert a["type_targets"][-5:] == [C, P, V, P, V]
+    assert a["purchase_targets"][:3] == [0, 0, 0] and a["type_targets"][:3] == [0, 0, 0]
+
+
+def test_the_behaviour_heads_train_jointly_and_the_purchase_head_scores_the_catalogue():
+    import torch
+
+    from seqrec_ray.models import EncoderConfig, build_encoder
+    from seqrec_ray.models.losses import FullSoftmaxTask
+    from seqrec_ray.train.batches import table_to_tensors
+    from seqrec_ray.train.examples import training_windows
+
+    torch.manual_seed(0)
+    encoder = build_encoder(EncoderConfig("gru", num_items=10, dim=8, hidden=8, dropout=0, emb_dropout=0,
+                                          behaviour_heads=True))
+    batch = table_to_tensors(training_windows(SEQ, max_len=8, behaviour_targets=True))
+    plain = FullSoftmaxTask(encoder)(batch)
+    joint = FullSoftmaxTask(encoder, purchase_weight=1.0, type_weight=0.5)(batch)
+    assert float(joint) > float(plain)  # two more cross-entropies, each > 0
+    joint.backward()
+    assert encoder.heads.event_type.weight.grad.abs().sum() > 0
+    assert encoder.heads.purchase.weight.grad.abs().sum() > 0
+    # Zero-initialised: before training the purchase head ranks as the next-item vector does.
+    fresh = build_encoder(EncoderConfig("gru", num_items=10, dim=8, hidden=8, behaviour_heads=True)).eval()
+    features = {k: batch[k][:1] for k in ("items", "event_types", "categories", "gap_buckets")}
+    assert torch.allclose(fresh.score_purchase(features), fresh.score(features))
+    with pytest.raises(ValueError, match="behaviour heads"):
+        FullSoftmaxTask(build_encoder(EncoderConfig("gru", num_items=10, dim=8, hidden=8)), purchase_weight=1.0)

@@ -67,7 +67,8 @@ def test_eval_examples_take_events_before_the_first_target_of_the_split():
 def test_collate_numpy_batches_and_trim_padding():
     table = eval_examples(TINY, "test", max_len=8)
     numpy_batch = {name: np.array(table.column(name).to_pylist(), dtype=object) for name in table.column_names}
-    numpy_batch["target"] = table.column("target").to_numpy()
+    for scalar in ("target", "target_type"):  # Ray Data hands scalar columns over as plain arrays
+        numpy_batch[scalar] = table.column(scalar).to_numpy()
     t = collate(numpy_batch)
     assert "user_id" not in t and t["items"].shape == (2, 8) and t["target"].tolist() == [8, 14]
     assert t["history"].tolist() == [[2, 3, 4, 5, 6, 7], [11, 12, 13, 0, 0, 0]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import SequenceEncoder
 from .config import ENCODER_NAMES, EncoderConfig
+from .heads import BehaviourHeads
 from .rnn import GRUEncoder, LSTMEncoder
 from .transformer import TransformerEncoder
 
@@ -15,7 +16,10 @@ ENCODERS = {
 
 
 def build_encoder(config: EncoderConfig) -> SequenceEncoder:
-    return ENCODERS[config.encoder](config)
+    encoder = ENCODERS[config.encoder](config)
+    if config.behaviour_heads:
+        encoder.heads = BehaviourHeads(config.dim)
+    return encoder
 
 
 __all__ = ["ENCODERS", "ENCODER_NAMES", "EncoderConfig", "SequenceEncoder", "build_encoder"]

@@ -18,6 +18,10 @@ class SequenceEncoder(nn.Module):
 
     config: EncoderConfig
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: nn.Module | None = None  # BehaviourHeads when config.behaviour_heads (build_encoder)
+
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
         return self.embed.item_table()
@@ -56,19 +60,31 @@ class SequenceEncoder(nn.Module):
             return self.embed.query_table.lookup(features["target_query"])
         return None
 
-    def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One user vector per row from the most recent (last) position, query-aware where
-        the row has a query: (B, D)."""
+    def last_state(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The state at each row's most recent (last) position, (B, D); a user without
+        events is the zero state, for every encoder (what the query-aware model learns to
+        search from when there is no history)."""
         keep = self.config.max_len
         trimmed = {k: features[k][:, -keep:] for k in SEQUENCE_FEATURES if k in features}
-        # A user without events is the zero state, for every encoder (what the query-aware
-        # model learns to search from when there is no history).
-        users = self(trimmed)[:, -1] * (trimmed["items"] != 0).any(1, keepdim=True)  # (B, D)
-        return self.with_query(users, self.query_tokens(features))
+        return self(trimmed)[:, -1] * (trimmed["items"] != 0).any(1, keepdim=True)
+
+    def encode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One user vector per row, query-aware where the row has a query: (B, D)."""
+        return self.with_query(self.last_state(features), self.query_tokens(features))
+
+    def encode_purchase(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The next-purchase vector per row (B, D): the purchase head on the last state."""
+        if self.heads is None:
+            raise ValueError("this model has no next-purchase head (train with --purchase-loss > 0)")
+        return self.heads.purchase_vector(self.last_state(features))
 
     def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every catalogue item for each row: (B, V)."""
         return scoring.catalogue_scores(self.encode(features), self.item_embeddings())
+
+    def score_purchase(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-purchase scores of every catalogue item for each row: (B, V)."""
+        return scoring.catalogue_scores(self.encode_purchase(features), self.item_embeddings())
 
 
 def left_pad_shift(mask: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,8 @@ class EncoderConfig:
     # The query-aware part (models/query.py): hashed query n-gram table rows; 0 = none.
     query_buckets: int = 0
     max_query_tokens: int = 48  # n-grams kept per query
+    # The next-purchase and next-event-type heads (models/heads.py) on the shared state.
+    behaviour_heads: bool = False
 
     @property
     def uses_queries(self) -> bool:

@@ -33,15 +33,20 @@ class FullSoftmaxTask(nn.Module):
     position whose target a search led to is scored a second time with that query
     (``SequenceEncoder.with_query``) and adds that share of its cross-entropy: the search
     objective trained jointly with the next-item one, on the same positions.
+
+    ``purchase_weight`` / ``type_weight`` (models with ``heads``, batches with
+    ``purchase_targets`` / ``type_targets``): the next-purchase cross-entropy over the
+    catalogue from the purchase head, and the next-event-type one, on the same positions.
     """
 
     def __init__(self, encoder: SequenceEncoder, mask_history: bool = False, content_weight: float = 0.0,
-                 query_weight: float = 1.0) -> None:
+                 query_weight: float = 1.0, purchase_weight: float = 0.0, type_weight: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.mask_history = mask_history
         self.content_weight = _checked_content_weight(encoder, content_weight)
         self.query_weight = _checked_query_weight(query_weight)
+        self.purchase_weight, self.type_weight = _checked_head_weights(encoder, purchase_weight, type_weight)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h, targets, queries = _positions_with_targets(self.encoder, batch)  # (N, D), (N,), (N,)
@@ -60,6 +65,9 @@ class FullSoftmaxTask(nn.Module):
                 loss = loss + self.query_weight * self._cross_entropy(hq, tq, table, rows)
             else:
                 loss = loss + hq.sum() * 0.0
+        if self.encoder.heads is not None:
+            loss = loss + _head_losses(self, batch, h, lambda hp, tp, on: self._cross_entropy(
+                hp, tp, table, None if history is None else history[on]))
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, table: torch.Tensor,
@@ -89,13 +97,15 @@ class SampledSoftmaxTask(nn.Module):
     """
 
     def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int,
-                 content_weight: float = 0.0, query_weight: float = 1.0) -> None:
+                 content_weight: float = 0.0, query_weight: float = 1.0, purchase_weight: float = 0.0,
+                 type_weight: float = 0.0) -> None:
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         self.encoder = encoder
         self.content_weight = _checked_content_weight(encoder, content_weight)
         self.query_weight = _checked_query_weight(query_weight)
+        self.purchase_weight, self.type_weight = _checked_head_weights(encoder, purchase_weight, type_weight)
         self.num_negatives = num_negatives
         trained = encoder.trained_items()
         if trained is not None:
@@ -121,6 +131,8 @@ class SampledSoftmaxTask(nn.Module):
         if searched is not None:
             hq, tq, _ = searched
             loss = loss + (self.query_weight * self._cross_entropy(hq, tq, neg, table) if tq.numel() else hq.sum() * 0.0)
+        if self.encoder.heads is not None:
+            loss = loss + _head_losses(self, batch, h, lambda hp, tp, on: self._cross_entropy(hp, tp, neg, table))
         return loss
 
     def _cross_entropy(self, h: torch.Tensor, targets: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -165,6 +177,33 @@ def _checked_query_weight(weight: float) -> float:
     if weight < 0:
         raise ValueError(f"query_weight must be >= 0, got {weight!r}")
     return float(weight)
+
+
+def _checked_head_weights(encoder: SequenceEncoder, purchase: float, event_type: float) -> tuple[float, float]:
+    if purchase < 0 or event_type < 0:
+        raise ValueError(f"purchase_weight and type_weight must be >= 0, got {purchase!r} and {event_type!r}")
+    if (purchase or event_type) and encoder.heads is None:
+        raise ValueError("purchase_weight / type_weight need a model with behaviour heads (behaviour_heads=True)")
+    return float(purchase), float(event_type)
+
+
+def _head_losses(task: nn.Module, batch: dict[str, torch.Tensor], h: torch.Tensor, item_cross_entropy) -> torch.Tensor:
+    """The weighted next-purchase and next-type losses over the positions with a next-item
+    target (``h``: their states, (N, D)). ``item_cross_entropy(states, targets, on)`` is the
+    task's catalogue cross-entropy (``on``: which of the N positions). Positions without a
+    later purchase carry no purchase loss. Every head parameter stays in the graph, also
+    with a weight of 0 or no such position in the batch, so DDP syncs them on every rank."""
+    heads, keep = task.encoder.heads, batch["targets"] >= FIRST_ITEM_INDEX  # (B, T)
+    loss = (heads.purchase_vector(h[:1]).sum() + heads.type_logits(h[:1]).sum()) * 0.0
+    if task.purchase_weight and "purchase_targets" in batch:
+        wanted = batch["purchase_targets"][keep]  # (N,)
+        on = wanted >= FIRST_ITEM_INDEX
+        if bool(on.any()):
+            loss = loss + task.purchase_weight * item_cross_entropy(heads.purchase_vector(h[on]), wanted[on], on)
+    if task.type_weight and "type_targets" in batch:
+        logits = heads.type_logits(h)  # (N, types)
+        loss = loss + task.type_weight * F.cross_entropy(logits.float(), batch["type_targets"][keep])
+    return loss
 
 
 def _positions_with_targets(

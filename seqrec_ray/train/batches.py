@@ -15,7 +15,7 @@ from seqrec_ray.schema import SEQUENCE_FEATURES
 # Variable-length list columns, padded on the right with 0 (pad is masked anyway).
 RAGGED_COLUMNS = ("history", "negatives")
 # Left-padded per-position columns (trimmed together).
-POSITION_COLUMNS = (*SEQUENCE_FEATURES, "targets", "target_queries")
+POSITION_COLUMNS = (*SEQUENCE_FEATURES, "targets", "target_queries", "purchase_targets", "type_targets")
 
 
 def collate(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -62,6 +62,12 @@ class TrainConfig:
     query_buckets: int | None = field(default=None, metadata={"help": (
         "hashed query n-gram table rows (default: 4x the log's distinct n-grams as a power of "
         "two, 4,096..1,048,576)")})
+    # Heads beside next-item on the same encoder (models/heads.py): 0 = off.
+    purchase_loss: float = field(default=0.0, metadata={"help": (
+        "weight of the next-purchase head's loss (the item of the user's next purchase, whatever "
+        "events come between), trained jointly with next-item; 0 = no such head")})
+    type_loss: float = field(default=0.0, metadata={"help": (
+        "weight of the next-event-type head's loss (view/click/cart/fav/purchase/search); 0 = no such head")})
     init_from: str | None = field(default=None, metadata={"help": (
         "start from this checkpoint's weights (same model; its item vocabulary must be a prefix of "
         "the data's, as featurize --base-vocab makes it): daily incremental training")})
@@ -123,11 +129,19 @@ class TrainConfig:
             raise ValueError(f"query_loss must be >= 0, got {self.query_loss!r}")
         if self.query_buckets is not None and self.query_buckets < 2:
             raise ValueError(f"query_buckets must be >= 2 or None (auto), got {self.query_buckets!r}")
+        for name in ("purchase_loss", "type_loss"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads!r}")
         object.__setattr__(self, "ks", tuple(self.ks))
         if self.lr is None:
             object.__setattr__(self, "lr", MODEL_DEFAULTS[self.model]["lr"])
+
+    @property
+    def behaviour_heads(self) -> bool:
+        """Whether the model has the next-purchase / next-type heads (either loss on)."""
+        return self.purchase_loss > 0 or self.type_loss > 0
 
     def model_knob(self, name: str):
         """A knob's value, or the model's default when it was left as None."""
@@ -169,5 +183,6 @@ class TrainConfig:
             max_item_tokens=self.max_item_tokens,
             id_dropout=self.id_dropout if content_fields else 0.0,
             query_buckets=query_buckets,
+            behaviour_heads=self.behaviour_heads,
             **knobs,
         )

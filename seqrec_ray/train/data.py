@@ -41,16 +41,18 @@ class TrainingData:
         return iterate_batches(self.eval_tensors(split), batch_size)
 
 
-def load_training_data(data_dir: str | Path, max_len: int, with_queries: bool = False) -> TrainingData:
+def load_training_data(data_dir: str | Path, max_len: int, with_queries: bool = False,
+                       behaviour_targets: bool = False) -> TrainingData:
     """``with_queries``: keep the events' query hashes (``target_queries`` in the windows,
-    ``target_query`` in the eval examples), for the query-aware model."""
+    ``target_query`` in the eval examples), for the query-aware model;
+    ``behaviour_targets``: the next-purchase / next-type targets of the behaviour heads."""
     from seqrec_ray.data.artifacts import load_manifest, load_sequences
 
     manifest = load_manifest(data_dir)
     sequences = without_queries(load_sequences(data_dir), with_queries)
     vocab_sizes = dict(manifest["vocab_sizes"])
     counts = train_item_counts(sequences, int(vocab_sizes["items"]))
-    windows = table_to_tensors(training_windows(sequences, max_len))
+    windows = table_to_tensors(training_windows(sequences, max_len, behaviour_targets))
     return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {})
 
 

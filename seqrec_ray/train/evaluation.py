@@ -16,11 +16,14 @@ import pyarrow as pa
 import torch
 
 from seqrec_ray.models import scoring
+from seqrec_ray.schema import EVENT_TYPE_INDEX
 
 from .baselines import BASELINES, ContentScorer, train_item_counts
 from .batches import iterate_batches, table_to_tensors
 from .examples import eval_examples
 from .metrics import DEFAULT_KS, evaluate_scores
+
+PURCHASE = EVENT_TYPE_INDEX["purchase"]
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,16 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     if tokens is not None:
         scorers["content"] = ContentScorer(tokens, counts)
 
-    def full_ranking(part: dict[str, torch.Tensor]) -> dict[str, dict]:
+    def full_ranking(part: dict[str, torch.Tensor], purchase_head: bool = False) -> dict[str, dict]:
         def part_batches():
             return iterate_batches(part, config.batch_size)
 
         rows = {"model": evaluate(ckpt.model, part_batches(), config.ks, config.mask_history, config.device,
                                   item_boost=boost).to_dict()}
+        if purchase_head:
+            rows["model, next-purchase head"] = evaluate(
+                ckpt.model, part_batches(), config.ks, config.mask_history, config.device, item_boost=boost,
+                purchase_head=True).to_dict()
         for name, scorer in scorers.items():
             rows[name] = evaluate_scores(scorer, part_batches(), num_items, config.ks, config.mask_history,
                                          config.device).to_dict()
@@ -112,6 +119,12 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
             "cold": full_ranking({k: v[cold_target] for k, v in tensors.items()}),
             "warm": full_ranking({k: v[~cold_target] for k, v in tensors.items()}),
         }
+    # Targets that are purchases: what the next-purchase head is for (a model without it
+    # ranks them with its next-item vector, the comparison the head has to win).
+    purchased = tensors["target_type"] == PURCHASE
+    if bool(purchased.any()):
+        result["purchase_targets"] = full_ranking({k: v[purchased] for k, v in tensors.items()},
+                                                  purchase_head=ckpt.model.heads is not None)
     if config.sampled_negatives:
         negatives, oov = read_sampled_negatives(config.sampled_negatives, table.column("user_id"), ckpt.vocab)
         tensors["negatives"] = negatives
@@ -173,6 +186,8 @@ def format_table(result: dict[str, Any]) -> str:
     if by_target:
         sections += [(by_target["cold"], "full ranking, users whose target has NO training events (cold items)", ""),
                      (by_target["warm"], "full ranking, users whose target has training events (warm items)", "")]
+    if result.get("purchase_targets"):
+        sections.append((result["purchase_targets"], "full ranking, users whose target is a PURCHASE", ""))
     if "sampled" in result:
         sections.append((result["sampled"], "SAMPLED candidates", "sampled"))
     for rows, title, section in sections:
@@ -180,7 +195,8 @@ def format_table(result: dict[str, Any]) -> str:
         keys = [k for k in first if "@" in k]
         extra = f" ({result['sampled_negatives']['per_user']} negatives per user)" if section == "sampled" else ""
         lines.append(f"\n{title}{extra}, users={first['users']}")
-        lines.append(f"{'':12s}" + "".join(f"{k:>12s}" for k in keys))
+        width = max(12, *(len(name) + 1 for name in rows))
+        lines.append(" " * width + "".join(f"{k:>12s}" for k in keys))
         for name, metrics in rows.items():
-            lines.append(f"{name:12s}" + "".join(f"{metrics[k]:12.4f}" for k in keys))
+            lines.append(f"{name:{width}s}" + "".join(f"{metrics[k]:12.4f}" for k in keys))
     return "\n".join(lines)

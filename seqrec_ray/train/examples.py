@@ -12,11 +12,13 @@ import pyarrow.compute as pc
 
 from seqrec_ray.schema import SEQUENCE_FEATURES
 
+from .targets import next_purchase_flat
+
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 QUERIES = "queries"  # per event: the hash of the query that led to it (models/query.py)
 
 
-def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
+def training_windows(sequences: pa.Table, max_len: int, behaviour_targets: bool = False) -> pa.Table:
     """Each user's train events (splits == 0) cut into windows of at most max_len + 1 events.
 
     One row per window: the inputs (the window minus its last event) LEFT-padded to
@@ -29,6 +31,11 @@ def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
     each user's oldest window, ``first_target`` / ``first_query``: the user's first event
     and its query when a query led to it (else 0), a search made with no history at all.
     A user whose only event a query led to gets a window with no inputs for it.
+
+    ``behaviour_targets`` (the multi-behaviour heads, models/heads.py) adds, per input
+    position, ``purchase_targets`` (the item of the user's next purchase after it among the
+    train events, whatever events come between; 0 = none) and ``type_targets`` (the next
+    event's type).
     """
     _check_max_len(max_len)
     flat, counts = _flatten(sequences, keep_split=0)
@@ -55,6 +62,10 @@ def training_windows(sequences: pa.Table, max_len: int) -> pa.Table:
     for name in SEQUENCE_FEATURES:
         columns[name] = _fixed_list(_scatter(flat[name], src, row, col, len(length), max_len), max_len)
     columns["targets"] = _fixed_list(_scatter(flat["items"], src + 1, row, col, len(length), max_len), max_len)
+    if behaviour_targets:
+        next_purchase = next_purchase_flat(flat["items"], flat["event_types"], flat["parent"])
+        columns["purchase_targets"] = _fixed_list(_scatter(next_purchase, src, row, col, len(length), max_len), max_len)
+        columns["type_targets"] = _fixed_list(_scatter(flat["event_types"], src + 1, row, col, len(length), max_len), max_len)
     if QUERIES in flat:
         columns["target_queries"] = _fixed_list(_scatter(flat[QUERIES], src + 1, row, col, len(length), max_len), max_len)
         oldest = (first_input == starts[user]) & searched_first[user]  # (W,) starts at a searched first event
@@ -67,7 +78,8 @@ def eval_examples(sequences: pa.Table, split: str, max_len: int) -> pa.Table:
     """One row per user with a target in ``split``: the first event of that split.
 
     Inputs are the ``max_len`` events before the target, LEFT-padded; ``history`` holds
-    every item before the target (for masking); ``target`` and ``user_id`` identify it.
+    every item before the target (for masking); ``target`` and ``user_id`` identify it,
+    ``target_type`` is its event type (purchase targets are scored on their own too).
     """
     _check_max_len(max_len)
     if split not in ("valid", "test"):
@@ -88,6 +100,7 @@ def eval_examples(sequences: pa.Table, split: str, max_len: int) -> pa.Table:
         for name in SEQUENCE_FEATURES
     }
     columns["target"] = pa.array(flat["items"][target_pos], type=pa.int64())
+    columns["target_type"] = pa.array(flat["event_types"][target_pos], type=pa.int64())
     if QUERIES in flat:
         columns["target_query"] = pa.array(flat[QUERIES][target_pos], type=pa.int64())
     hist_idx = np.repeat(starts[users], n_before) + _rank_within(n_before)

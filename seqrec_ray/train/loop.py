@@ -56,11 +56,13 @@ def build_task(
     content_weight = config.content_loss if encoder.config.uses_content else 0.0
     if config.loss == "full":
         return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss, content_weight=content_weight,
-                               query_weight=config.query_loss)
+                               query_weight=config.query_loss, purchase_weight=config.purchase_loss,
+                               type_weight=config.type_loss)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
     proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
     return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1),
-                              content_weight=content_weight, query_weight=config.query_loss)
+                              content_weight=content_weight, query_weight=config.query_loss,
+                              purchase_weight=config.purchase_loss, type_weight=config.type_loss)
 
 
 def train_epoch(
@@ -105,17 +107,21 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     negatives_key: str | None = None,
     item_boost: torch.Tensor | None = None,
+    purchase_head: bool = False,
 ) -> RankingMetrics:
     """Full-ranking metrics of ``encoder`` (bare or wrapped) on eval-example batches;
-    ``item_boost`` ((V,), ``scoring.new_item_boost``) is added to every row of scores."""
+    ``item_boost`` ((V,), ``scoring.new_item_boost``) is added to every row of scores;
+    ``purchase_head``: rank with the next-purchase head instead of the next-item vector."""
     encoder = unwrap_encoder(encoder)
     was_training = encoder.training
     encoder.eval()
     device = torch.device(device)
 
+    scores = encoder.score_purchase if purchase_head else encoder.score
+
     def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with _autocast(device, autocast_dtype):
-            return scoring.boost_items(encoder.score(trim_left_padding(batch)).float(), item_boost)  # (B, V)
+            return scoring.boost_items(scores(trim_left_padding(batch)).float(), item_boost)  # (B, V)
 
     try:
         return evaluate_scores(score, batches, encoder.config.num_items, ks, mask_history, device, negatives_key)
@@ -145,7 +151,8 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
         torch.set_num_threads(config.torch_threads)
     output_dir = Path(output_dir)
     queries = load_query_inputs(config, data_dir)
-    data = load_training_data(data_dir, config.max_len, with_queries=queries is not None)
+    data = load_training_data(data_dir, config.max_len, with_queries=queries is not None,
+                              behaviour_targets=config.behaviour_heads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     content = load_item_content(config, data_dir, data.item_counts)

@@ -113,15 +113,17 @@ def default_run_name(config: TrainConfig, data_dir: str | Path) -> str:
 
 
 def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True,
-                   with_queries: bool = False) -> dict[str, ray.data.Dataset]:
+                   with_queries: bool = False, behaviour_targets: bool = False) -> dict[str, ray.data.Dataset]:
     """``train`` (training windows) and ``valid`` (eval examples) from DIR/sequences; with
-    the events' query hashes for the query-aware model (``with_queries``)."""
+    the events' query hashes for the query-aware model (``with_queries``) and the
+    next-purchase / next-type targets of the behaviour heads (``behaviour_targets``)."""
     from seqrec_ray.data.sequences import SEQUENCE_SCHEMA
 
     columns = [n for n in SEQUENCE_SCHEMA.names if with_queries or n != "queries"]
     sequences = ray.data.read_parquet(str(Path(data_dir) / "sequences"), columns=columns)
     datasets = {
-        "train": sequences.map_batches(training_windows, batch_format="pyarrow", fn_kwargs={"max_len": max_len}),
+        "train": sequences.map_batches(training_windows, batch_format="pyarrow",
+                                       fn_kwargs={"max_len": max_len, "behaviour_targets": behaviour_targets}),
         "valid": sequences.map_batches(
             eval_examples, batch_format="pyarrow", fn_kwargs={"split": "valid", "max_len": max_len}
         ),
@@ -169,7 +171,8 @@ def fit(
     run_name = ray_config.run_name or default_run_name(config, data_dir)
     config = dataclasses.replace(config, run_name=run_name)
     queries = load_query_inputs(config, data_dir)
-    datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows, with_queries=queries is not None)
+    datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows, with_queries=queries is not None,
+                              behaviour_targets=config.behaviour_heads)
     loop_config = {
         "queries": queries,
         "train_config": config,

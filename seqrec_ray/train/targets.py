@@ -43,6 +43,13 @@ def next_purchase_targets(sequences: pa.Table) -> pa.ListArray:
     """Per user, per position: the item of the next purchase strictly after it (0 = none)."""
     items, types = _flat(sequences, "items").astype(np.int64), _flat(sequences, "event_types").astype(np.int64)
     user = _user_of_event(sequences)
+    target = next_purchase_flat(items, types, user)
+    return _per_user_lists(target, np.bincount(user, minlength=sequences.num_rows), pa.int64())
+
+
+def next_purchase_flat(items: np.ndarray, types: np.ndarray, user: np.ndarray) -> np.ndarray:
+    """The same over flat, user-grouped event arrays: at each event, the item of the same
+    user's next purchase strictly after it (0 = none)."""
     purchases = np.flatnonzero(types == PURCHASE)  # flat indices, ascending
     target = np.zeros(len(items), dtype=np.int64)
     if len(purchases):
@@ -51,7 +58,7 @@ def next_purchase_targets(sequences: pa.Table) -> pa.ListArray:
         nxt = purchases[np.where(found, j, 0)]
         found &= user[nxt] == user  # the next purchase must be the same user's
         target[found] = items[nxt[found]]
-    return _per_user_lists(target, np.bincount(user, minlength=sequences.num_rows), pa.int64())
+    return target
 
 
 def next_event_type_targets(sequences: pa.Table) -> pa.ListArray:
