@@ -16,14 +16,12 @@ import pyarrow as pa
 import torch
 
 from seqrec_ray.models import scoring
-from seqrec_ray.schema import EVENT_TYPE_INDEX
 
 from .baselines import BASELINES, ContentScorer, train_item_counts
 from .batches import iterate_batches, table_to_tensors
 from .examples import eval_examples
 from .metrics import DEFAULT_KS, evaluate_scores
-
-PURCHASE = EVENT_TYPE_INDEX["purchase"]
+from .targets import PURCHASE
 
 
 @dataclass(frozen=True)
