@@ -7,6 +7,9 @@
 
 Writes OUT/best (the checkpoint with the best valid NDCG@10, docs/contracts.md §3),
 OUT/latest, OUT/curves.json + curves.png and OUT/result.json; prints one line per epoch.
+With --outcome-loss (artifacts with a temporal split), the purchase-propensity and churn
+heads are calibrated on the validation cut-off (OUT/best/outcome_calibration.json) and
+reported on the test cut-off beside the baselines (OUT/reliability-{purchase,churn}.png).
 Re-running with the same --run-name (default: derived from data + config) and --storage
 resumes from the run's latest checkpoint. With --seeds, each seed is a complete run in
 OUT/seed-N and OUT/result.json holds every seed's metrics with their mean and standard
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     if seeds is None:
         summary = train_once(args, train_config, ray_config, args.output)
         print(json.dumps({k: summary[k] for k in ("run_name", "best_epoch", "epochs_run", "valid", "test")}, indent=2))
+        if summary.get("outcomes"):
+            from seqrec_ray.train.outcomes import format_outcomes
+
+            print("\n".join(format_outcomes(summary["outcomes"])))
         return 0
     from seqrec_ray.train import seeds as seed_runs
 

@@ -317,7 +317,11 @@ def test_version_health_and_openapi(client, world):
     assert client.get("/healthz").json() == {"status": "ok"}
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/rank", "/events", "/users/{user_id}/profile", "/users/{user_id}", "/healthz",
-            "/version", "/items", "/items/{item_id}"} <= set(paths)
+            "/version", "/items", "/items/{item_id}", "/users/{user_id}/predictions"} <= set(paths)
+    # This model has no propensity / churn heads (tests/test_outcomes.py serves one that has).
+    known = world["events"][0].user_id
+    missing = client.get(f"/users/{known}/predictions")
+    assert missing.status_code == 404 and "no propensity / churn heads" in missing.json()["detail"]
 
 
 def test_docs_and_schema_reveal_no_paths_versions_or_secrets(client, world):

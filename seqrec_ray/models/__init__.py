@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import SequenceEncoder
 from .config import ENCODER_NAMES, EncoderConfig
-from .heads import BehaviourHeads
+from .heads import BehaviourHeads, OutcomeHeads
 from .rnn import GRUEncoder, LSTMEncoder
 from .transformer import TransformerEncoder
 
@@ -19,6 +19,8 @@ def build_encoder(config: EncoderConfig) -> SequenceEncoder:
     encoder = ENCODERS[config.encoder](config)
     if config.behaviour_heads:
         encoder.heads = BehaviourHeads(config.dim)
+    if config.outcome_heads:
+        encoder.outcomes = OutcomeHeads(config.dim)
     return encoder
 
 

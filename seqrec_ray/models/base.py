@@ -21,6 +21,7 @@ class SequenceEncoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.heads: nn.Module | None = None  # BehaviourHeads when config.behaviour_heads (build_encoder)
+        self.outcomes: nn.Module | None = None  # OutcomeHeads when config.outcome_heads (build_encoder)
 
     def item_embeddings(self) -> torch.Tensor:
         """The scoring table, (V, D): ID rows, plus content vectors when the model has them."""
@@ -77,6 +78,13 @@ class SequenceEncoder(nn.Module):
         if self.heads is None:
             raise ValueError("this model has no next-purchase head (train with --purchase-loss > 0)")
         return self.heads.purchase_vector(self.last_state(features))
+
+    def outcome_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Purchase-propensity and churn logits per row (B, 2, heads.OUTCOMES order) from the
+        inputs before a cut-off and ``seconds_since_last_event`` (B,) at it."""
+        if self.outcomes is None:
+            raise ValueError("this model has no propensity / churn heads (train with --outcome-loss > 0)")
+        return self.outcomes.logits(self.last_state(features), features["seconds_since_last_event"])
 
     def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every catalogue item for each row: (B, V)."""

@@ -54,6 +54,8 @@ class EncoderConfig:
     max_query_tokens: int = 48  # n-grams kept per query
     # The next-purchase and next-event-type heads (models/heads.py) on the shared state.
     behaviour_heads: bool = False
+    # The user-level purchase-propensity and churn heads (models/heads.py, OutcomeHeads).
+    outcome_heads: bool = False
 
     @property
     def uses_queries(self) -> bool:

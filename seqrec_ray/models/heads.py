@@ -10,6 +10,12 @@ catalogue with. ``BehaviourHeads`` reads the same state for two more questions:
 
 Both are trained jointly with the next-item loss (models/losses.py, ``purchase_weight`` and
 ``type_weight``) on the positions of the same windows.
+
+``OutcomeHeads`` answers user-level questions at a time cut-off from the state at the
+user's last event before it and the time since that event: will the user buy within the
+purchase horizon (propensity), and will the user have no event at all within the churn
+horizon (churn). Two logits, in ``OUTCOMES`` order; trained with binary cross-entropy on
+examples cut at earlier cut-offs (train/outcomes.py), jointly with next-item.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import torch
 from torch import nn
 
 from .config import NUM_EVENT_TYPES
+
+OUTCOMES = ("purchase", "churn")  # the user-level labels, in the order of OutcomeHeads' logits
+SECONDS_PER_DAY = 86_400.0
 
 
 class BehaviourHeads(nn.Module):
@@ -35,3 +44,18 @@ class BehaviourHeads(nn.Module):
     def type_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits over event-type indices (..., NUM_EVENT_TYPES); index 0 (pad) is never a target."""
         return self.event_type(h)
+
+
+class OutcomeHeads(nn.Module):
+    """Logits of (purchase within the horizon, no event within the horizon) per user."""
+
+    def __init__(self, dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        # +1 input: log(1 + days since the last event), which no event embedding carries.
+        self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.ReLU(), nn.Linear(hidden, len(OUTCOMES)))
+
+    def logits(self, h: torch.Tensor, seconds_since_last_event: torch.Tensor) -> torch.Tensor:
+        """(B, len(OUTCOMES)) for last states h (B, D) and the seconds from each user's last
+        event to the cut-off (B,)."""
+        days = seconds_since_last_event.to(h.dtype).clamp(min=0) / SECONDS_PER_DAY
+        return self.net(torch.cat([h, torch.log1p(days).unsqueeze(-1)], dim=-1))

@@ -13,6 +13,9 @@ from torch import nn
 from . import scoring
 from .base import SequenceEncoder
 from .config import FIRST_ITEM_INDEX
+from .heads import OUTCOMES
+
+OUTCOME_PREFIX = "outcome."  # training-batch columns of the user-level examples (train/outcomes.py)
 
 
 class FullSoftmaxTask(nn.Module):
@@ -37,18 +40,27 @@ class FullSoftmaxTask(nn.Module):
     ``purchase_weight`` / ``type_weight`` (models with ``heads``, batches with
     ``purchase_targets`` / ``type_targets``): the next-purchase cross-entropy over the
     catalogue from the purchase head, and the next-event-type one, on the same positions.
+
+    ``outcome_weight`` (models with ``outcomes``, batches with ``OUTCOME_PREFIX`` columns:
+    user-level examples at a cut-off riding along with the windows): the binary
+    cross-entropy of the purchase-propensity and churn heads.
     """
 
     def __init__(self, encoder: SequenceEncoder, mask_history: bool = False, content_weight: float = 0.0,
-                 query_weight: float = 1.0, purchase_weight: float = 0.0, type_weight: float = 0.0) -> None:
+                 query_weight: float = 1.0, purchase_weight: float = 0.0, type_weight: float = 0.0,
+                 outcome_weight: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.mask_history = mask_history
         self.content_weight = _checked_content_weight(encoder, content_weight)
         self.query_weight = _checked_query_weight(query_weight)
         self.purchase_weight, self.type_weight = _checked_head_weights(encoder, purchase_weight, type_weight)
+        self.outcome_weight = _checked_outcome_weight(encoder, outcome_weight)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._next_item_loss(batch) + _outcome_loss(self, batch)
+
+    def _next_item_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h, targets, queries = _positions_with_targets(self.encoder, batch)  # (N, D), (N,), (N,)
         searched = _searched(self.encoder, batch, h, targets, queries)
         if targets.numel() == 0 and (searched is None or searched[1].numel() == 0):
@@ -98,7 +110,7 @@ class SampledSoftmaxTask(nn.Module):
 
     def __init__(self, encoder: SequenceEncoder, proposal: torch.Tensor, num_negatives: int, seed: int,
                  content_weight: float = 0.0, query_weight: float = 1.0, purchase_weight: float = 0.0,
-                 type_weight: float = 0.0) -> None:
+                 type_weight: float = 0.0, outcome_weight: float = 0.0) -> None:
         super().__init__()
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
@@ -106,6 +118,7 @@ class SampledSoftmaxTask(nn.Module):
         self.content_weight = _checked_content_weight(encoder, content_weight)
         self.query_weight = _checked_query_weight(query_weight)
         self.purchase_weight, self.type_weight = _checked_head_weights(encoder, purchase_weight, type_weight)
+        self.outcome_weight = _checked_outcome_weight(encoder, outcome_weight)
         self.num_negatives = num_negatives
         trained = encoder.trained_items()
         if trained is not None:
@@ -119,6 +132,9 @@ class SampledSoftmaxTask(nn.Module):
         return torch.multinomial(self.proposal.cpu(), self.num_negatives, replacement=True, generator=self.generator)
 
     def forward(self, batch: dict[str, torch.Tensor], negatives: torch.Tensor | None = None) -> torch.Tensor:
+        return self._next_item_loss(batch, negatives) + _outcome_loss(self, batch)
+
+    def _next_item_loss(self, batch: dict[str, torch.Tensor], negatives: torch.Tensor | None) -> torch.Tensor:
         h, targets, queries = _positions_with_targets(self.encoder, batch)  # (N, D), (N,), (N,)
         searched = _searched(self.encoder, batch, h, targets, queries)
         if targets.numel() == 0 and (searched is None or searched[1].numel() == 0):
@@ -185,6 +201,35 @@ def _checked_head_weights(encoder: SequenceEncoder, purchase: float, event_type:
     if (purchase or event_type) and encoder.heads is None:
         raise ValueError("purchase_weight / type_weight need a model with behaviour heads (behaviour_heads=True)")
     return float(purchase), float(event_type)
+
+
+def _checked_outcome_weight(encoder: SequenceEncoder, weight: float) -> float:
+    if weight < 0:
+        raise ValueError(f"outcome_weight must be >= 0, got {weight!r}")
+    if weight and encoder.outcomes is None:
+        raise ValueError("outcome_weight needs a model with propensity / churn heads (outcome_heads=True)")
+    return float(weight)
+
+
+def outcome_part(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The user-level examples riding in a training batch (``OUTCOME_PREFIX`` columns), unprefixed."""
+    n = len(OUTCOME_PREFIX)
+    return {k[n:]: v for k, v in batch.items() if k.startswith(OUTCOME_PREFIX)}
+
+
+def _outcome_loss(task: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The weighted binary cross-entropy of the propensity and churn heads on the batch's
+    user-level examples (mean over examples and both labels). 0 for a model without the
+    heads; tied to every head parameter when the batch has none (DDP syncs them)."""
+    heads = task.encoder.outcomes
+    if heads is None:
+        return torch.zeros((), device=batch["items"].device)
+    part = outcome_part(batch)
+    if not task.outcome_weight or not part or len(part["items"]) == 0:
+        return sum(p.sum() for p in heads.parameters()) * 0.0
+    logits = task.encoder.outcome_logits(part).float()  # (B, 2)
+    labels = torch.stack([part[name] for name in OUTCOMES], dim=1).float()
+    return task.outcome_weight * F.binary_cross_entropy_with_logits(logits, labels)
 
 
 def _head_losses(task: nn.Module, batch: dict[str, torch.Tensor], h: torch.Tensor, item_cross_entropy) -> torch.Tensor:

@@ -16,13 +16,14 @@ kept for a body over ``max_body_bytes``.
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import Body, FastAPI, Path, Request, Security
+from fastapi import Body, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seqrec_ray.schema import MAX_ID_LENGTH
+from seqrec_ray.train import outcomes
 
 from .config import ServeConfig
 from .middleware import API_KEY_HEADER, ApiKeyMiddleware, BodyLimitMiddleware
@@ -35,6 +36,7 @@ from .schemas import (
     ItemDeletedResponse,
     ItemIn,
     ItemsResponse,
+    PredictionsResponse,
     ProfileResponse,
     RankResponse,
     RecommendResponse,
@@ -53,6 +55,8 @@ ERROR_DESCRIPTIONS = {
     422: "invalid request: the schema's rules, including the service's limits",
 }
 BODY_ERRORS = (400, 413, 422)
+NO_OUTCOME_HEADS = f"the served model has {outcomes.NO_OUTCOME_HEADS}"
+MAX_PREDICTION_TIME = 4_102_444_800.0  # 2100-01-01, as the event validation's default upper bound
 NO_SEARCH_INDEX = ("the served model has no search index (featurize with --items, or a log whose events "
                    "carry queries, then train)")
 
@@ -65,6 +69,7 @@ class Service(Protocol):
     async def search(self, req: Any) -> SearchResponse: ...
     async def post_events(self, events: list[EventIn]) -> EventsResponse: ...
     async def profile(self, user_id: str) -> ProfileResponse: ...
+    async def predictions(self, user_id: str, k: int, at: float | None) -> PredictionsResponse: ...
     async def forget(self, user_id: str) -> ForgetResponse: ...
     async def post_items(self, items: list[ItemIn]) -> ItemsResponse: ...
     async def delete_item(self, item_id: str) -> ItemDeletedResponse: ...
@@ -80,7 +85,7 @@ def build_http_app(service: Service, config: ServeConfig, api_key: str | None) -
     auth = _documented_auth() if api_key else []
     errors = _error_responses(401 if api_key else None)
     _add_ranking_routes(app, service, config, auth, errors)
-    _add_user_routes(app, service, auth, errors)
+    _add_user_routes(app, service, config.max_k, auth, errors)
     _add_item_routes(app, service, config, auth, errors)
 
     @app.get("/healthz", operation_id="health", response_model=HealthResponse,
@@ -140,9 +145,12 @@ def _add_ranking_routes(app: FastAPI, service: Service, config: ServeConfig, aut
         return await service.post_events(events)
 
 
-def _add_user_routes(app: FastAPI, service: Service, auth: list, errors: Callable) -> None:
+def _add_user_routes(app: FastAPI, service: Service, max_k: int, auth: list, errors: Callable) -> None:
     # An id is one path segment: one holding '/' (even sent as %2F) reaches no route, a 404.
     user_id_in = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="raw user id")]
+    k_in = Annotated[int, Query(ge=1, le=max_k, description="next-purchase items to return")]
+    at_in = Annotated[float | None, Query(ge=0, le=MAX_PREDICTION_TIME, allow_inf_nan=False, description=(
+        "prediction time, seconds since the epoch (default: now); events at or after it are ignored"))]
     same_user = {"user_id": "$response.body#/user_id"}
 
     @app.get("/users/{user_id}/profile", operation_id="get_profile", response_model=ProfileResponse,
@@ -152,6 +160,15 @@ def _add_user_routes(app: FastAPI, service: Service, auth: list, errors: Callabl
     async def profile(user_id: user_id_in) -> ProfileResponse:
         """The user's stored profile and most recent events; 404 for a user with neither."""
         return await service.profile(user_id)
+
+    @app.get("/users/{user_id}/predictions", operation_id="get_predictions", response_model=PredictionsResponse,
+             responses=errors(404, 422, notes={404: f"unknown user (no events before the prediction time), or "
+                                                    f"{NO_OUTCOME_HEADS}"}),
+             dependencies=auth)
+    async def predictions(user_id: user_id_in, k: k_in = 10, at: at_in = None) -> PredictionsResponse:
+        """The user's calibrated purchase propensity and churn risk, and the top-k items they
+        are likeliest to buy next, from the events before ``at`` (default: now)."""
+        return await service.predictions(user_id, k, at)
 
     @app.delete("/users/{user_id}", operation_id="forget_user", response_model=ForgetResponse,
                 responses={**errors(404, 422),

@@ -10,7 +10,7 @@ from ray import serve
 
 from .config import ServeConfig, resolve_device
 from .live_items import sync_catalogue
-from .model import ServingModel, encode_histories, load_serving_model
+from .model import ServingModel, encode_histories, load_serving_model, predict_outcomes
 
 logger = logging.getLogger("ray.serve")
 
@@ -59,6 +59,12 @@ class UserEncoder:
             {"vector": v, "checkpoint": model.key, "used": min(len(h), model.max_len)}
             for v, h in zip(vectors, histories)
         ]
+
+    async def predict(self, history: list[dict[str, Any]], at: float) -> dict[str, Any]:
+        """Propensity, churn risk and the next-purchase vector of one user (model.predict_outcomes)."""
+        model = self._model
+        model.apply(sync_catalogue(self._store, model.catalogue))
+        return predict_outcomes(model, history, at)
 
     def version(self) -> dict[str, Any]:
         return {**self._model.info, "device": self._device}

@@ -17,7 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import LoggingConfig
 
-from .api import NO_SEARCH_INDEX, build_http_app
+from .api import NO_OUTCOME_HEADS, NO_SEARCH_INDEX, build_http_app
 from .batching import GatedBatcher
 from .config import ServeConfig
 from .privacy import read_api_key
@@ -30,6 +30,7 @@ from .schemas import (
     ItemDeletedResponse,
     ItemIn,
     ItemsResponse,
+    PredictionsResponse,
     ProfileResponse,
     RankRequest,
     RankResponse,
@@ -50,8 +51,11 @@ logger = logging.getLogger("ray.serve")
 # the raw path, but that is Serve's choice to keep, and with RAY_SERVE_LOG_CLIENT_ADDRESS=1
 # each line also holds the client's address. The proxy's own access line is configured by
 # serve.start / the config file's logging_config, not here (it too shows the pattern).
+# A roll-out that replaces every stage (new code, or serve.run from Python) stops the old
+# ingress while its requests wait on downstream replicas that are still starting (22 s on a
+# busy 2-core box, past Serve's default 20 s grace): it may take a minute to drain them.
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=256,
-                  logging_config=LoggingConfig(enable_access_log=False))
+                  logging_config=LoggingConfig(enable_access_log=False), graceful_shutdown_timeout_s=90)
 @serve.ingress()
 class Ingress:
     def __init__(
@@ -133,6 +137,20 @@ class Ingress:
         if ctx["profile"] is None and not ctx["history"]:
             raise HTTPException(404, f"unknown user {user_id!r}: no profile and no events")
         return ProfileResponse(user_id=user_id, profile=ctx["profile"], recent_events=ctx["history"][-RECENT_EVENTS_SHOWN:])
+
+    async def predictions(self, user_id: str, k: int, at: float | None) -> PredictionsResponse:
+        """Fetcher (history) -> encoder (heads: probabilities and the next-purchase vector) -> ranker."""
+        at = time.time() if at is None else at
+        history = [e for e in (await self._fetcher.fetch.remote(user_id))["history"] if e["timestamp"] < at]
+        if not history:
+            raise HTTPException(404, f"unknown user {user_id!r}: no events before {at:.0f}")
+        predicted = await self._encoder.predict.remote(history, at)
+        if not predicted["available"]:
+            raise HTTPException(404, NO_OUTCOME_HEADS)
+        query = recommend_query(k, history, False, None, predicted["vector"], predicted["used"])
+        ranked = (await self._ranker.recommend_many.remote([{"query": query, "checkpoint": predicted["checkpoint"]}]))[0]
+        return PredictionsResponse(user_id=user_id, at=at, propensity=predicted["purchase"], churn=predicted["churn"],
+                                   next_purchase=ranked["items"], model=ranked["model"])
 
     async def forget(self, user_id: str) -> ForgetResponse:
         removed = await self._fetcher.forget.remote(user_id)

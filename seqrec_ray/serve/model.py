@@ -25,6 +25,7 @@ class ServingModel:
     max_len: int
     device: str
     catalogue: LiveCatalogue  # the vocabulary plus items posted since (live_items.py)
+    calibration: dict | None = None  # the propensity / churn heads' (train/outcomes.py); None without them
 
     def apply(self, changes: CatalogueChanges | None) -> None:
         """Give the encoder the content of items added or updated live."""
@@ -55,8 +56,13 @@ def load_serving_model(path: str, device: str) -> ServingModel:
         )
     info = version_info(ckpt_dir, loaded.meta, loaded.model_config, vocab)
     tokens = token_config(loaded.model_config) if loaded.model_config.uses_content else None
+    calibration = None
+    if loaded.model.outcomes is not None:
+        from seqrec_ray.train.outcomes import load_calibration
+
+        calibration = load_calibration(ckpt_dir)  # a model with heads but no calibration is refused here
     return ServingModel(str(ckpt_dir), loaded.model, vocab, info, loaded.model_config.max_len, device,
-                        LiveCatalogue(vocab, tokens))
+                        LiveCatalogue(vocab, tokens), calibration)
 
 
 def version_info(ckpt_dir: Path, meta: dict, model_config: Any, vocab: Vocab) -> dict[str, Any]:
@@ -100,3 +106,30 @@ def encode_histories(model: ServingModel, histories: list[list[dict[str, Any]]])
     rows = [history_features(h, model.catalogue, model.max_len) for h in histories]
     features = {k: v.to(model.device) for k, v in left_pad(rows).items()}  # (B, T)
     return model.encoder.encode(features).float().cpu().numpy()  # (B, D)
+
+
+@torch.inference_mode()
+def predict_outcomes(model: ServingModel, history: list[dict[str, Any]], at: float) -> dict[str, Any]:
+    """A user's calibrated purchase propensity and churn risk as of ``at`` (seconds) from
+    the events before it, and the vector to rank next purchases with (the next-purchase
+    head's when the model has one, else the next-item vector). ``available`` is False for
+    a model without the heads; ``history`` must hold an event before ``at``."""
+    from seqrec_ray.train.outcomes import calibrated_probabilities
+
+    before = [e for e in history if float(e["timestamp"]) < at]
+    if not before:
+        raise ValueError("no event before the prediction time")
+    features = {k: v.to(model.device) for k, v in left_pad([history_features(before, model.catalogue, model.max_len)]).items()}
+    encoder = model.encoder
+    vector = encoder.encode_purchase(features) if encoder.heads is not None else encoder.encode(features)
+    out: dict[str, Any] = {"available": model.calibration is not None, "vector": vector.float().cpu().numpy()[0],
+                           "checkpoint": model.key, "used": min(len(before), model.max_len)}
+    if model.calibration is None:
+        return out
+    last = max(float(e["timestamp"]) for e in before)
+    features["seconds_since_last_event"] = torch.tensor([int(round(at - last))], device=model.device)
+    logits = encoder.outcome_logits(features).float().cpu().numpy().astype(np.float64)  # (1, 2)
+    probabilities = calibrated_probabilities(logits, model.calibration)
+    for name, horizon in (("purchase", "purchase_horizon_days"), ("churn", "churn_horizon_days")):
+        out[name] = {"probability": float(probabilities[name][0]), "horizon_days": float(model.calibration[horizon])}
+    return out

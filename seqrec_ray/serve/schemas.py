@@ -222,6 +222,21 @@ class SearchResponse(BaseModel):
     model: str
 
 
+class OutcomeProbability(BaseModel):
+    probability: float = Field(description="calibrated on the validation cut-off (0..1)")
+    horizon_days: float = Field(description="the window after the prediction time the probability is about")
+
+
+class PredictionsResponse(BaseModel):
+    user_id: str
+    at: float = Field(description="the prediction time (seconds since the epoch): only events before it are inputs")
+    propensity: OutcomeProbability = Field(description="the user buys something within the horizon")
+    churn: OutcomeProbability = Field(description="the user has no event at all within the horizon")
+    next_purchase: list[RecommendedItem] = Field(description=(
+        "the items the user is likeliest to buy next, best first (the next-purchase head when the model has one)"))
+    model: str
+
+
 class ItemsResponse(BaseModel):
     accepted: int = Field(description="distinct items written (a repeated id counts once: its last row wins)")
 

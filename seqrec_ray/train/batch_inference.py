@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -68,7 +69,7 @@ class BatchRecommendConfig:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"output {self.output} exists and is not a directory")
         if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_FILE).exists():
-            raise FileExistsError(f"output {self.output} is a non-empty directory not written by batch recommend; "
+            raise FileExistsError(f"output {self.output} is a non-empty directory not written by a batch job; "
                                   "give an empty or new directory")
         check_same_items(self.data, self.checkpoint)
 
@@ -162,33 +163,43 @@ def recommend_in_process(config: BatchRecommendConfig, torch_threads: int = 1) -
 def run_batch_recommend(config: BatchRecommendConfig, log: Callable[[str], None] = print) -> dict:
     """Ray Data: read sequences, ``map_batches`` over ``num_actors`` Recommender actors,
     write Parquet to ``config.output``; returns (and writes) a summary. Needs a running Ray."""
+    config.check_paths()
+    log(f"[batch_recommend] {config.num_actors} actors x {config.cpus_per_actor} CPU, k={config.k} -> {config.output}")
+    summary = run_actor_pool(
+        config, Recommender, READ_COLUMNS,
+        {"checkpoint": str(Path(config.checkpoint).resolve()), "k": config.k, "exclude_seen": config.exclude_seen,
+         "torch_threads": max(1, int(config.cpus_per_actor))})
+    log(f"[batch_recommend] {summary['users']} users in {summary['seconds']:.1f}s ({summary['users_per_s']} users/s)")
+    return summary
+
+
+def run_actor_pool(config: Any, actor: type, columns: tuple[str, ...], actor_kwargs: dict) -> dict:
+    """The Ray Data driver of the batch jobs: read ``columns`` of DATA/sequences, run
+    ``map_batches`` over a fixed pool of ``actor`` (each built once with ``actor_kwargs``),
+    write Parquet to ``config.output`` (earlier parts replaced) and a summary beside it.
+    ``config`` holds data, output, batch_size, num_actors and cpus_per_actor."""
     import ray
 
-    config.check_paths()
     _clear_previous_output(Path(config.output))
     started = time.perf_counter()
-    threads = max(1, int(config.cpus_per_actor))
-    log(f"[batch_recommend] {config.num_actors} actors x {config.cpus_per_actor} CPU, k={config.k} -> {config.output}")
-    ds = ray.data.read_parquet(str(Path(config.data) / "sequences"), columns=list(READ_COLUMNS))
+    ds = ray.data.read_parquet(str(Path(config.data) / "sequences"), columns=list(columns))
     # A featurize part can hold far more users than a batch; streaming repartition cuts
     # batch-sized blocks so every actor of the pool gets work, without a shuffle barrier.
     ds = ds.repartition(target_num_rows_per_block=config.batch_size)
-    recommended = ds.map_batches(
-        Recommender,
-        fn_constructor_kwargs={"checkpoint": str(Path(config.checkpoint).resolve()), "k": config.k,
-                               "exclude_seen": config.exclude_seen, "torch_threads": threads},
+    scored = ds.map_batches(
+        actor,
+        fn_constructor_kwargs=actor_kwargs,
         batch_size=config.batch_size,
         batch_format="pyarrow",
         concurrency=config.num_actors,  # a fixed-size actor pool: each actor loads the model once
         num_cpus=config.cpus_per_actor,
     )
-    recommended.write_parquet(config.output)
+    scored.write_parquet(config.output)
     seconds = time.perf_counter() - started
     users = pads.dataset(config.output, format="parquet").count_rows()
     summary = {**asdict(config), "users": users, "seconds": round(seconds, 3),
                "users_per_s": round(users / seconds, 1) if seconds > 0 else None}
     (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    log(f"[batch_recommend] {users} users in {seconds:.1f}s ({summary['users_per_s']} users/s)")
     return summary
 
 

@@ -2,7 +2,10 @@
 
 ``fit_temperature`` finds the temperature T that minimises the validation log loss of
 ``sigmoid(logit / T)`` (Guo et al. 2017, temperature scaling: one parameter, so the
-ranking and the AUC are unchanged); ``calibration_report`` gives AUC, log loss and the
+ranking and the AUC are unchanged). ``fit_platt`` fits ``sigmoid(a * logit + b)`` (Platt
+scaling, a > 0, so the ranking is unchanged too): the bias also moves the base rate, which
+the heads need when the positive rate at the validation cut-off differs from training's.
+``calibration_report`` gives AUC, log loss and the
 expected calibration error over equal-width bins, and ``reliability_plot`` draws the bins.
 """
 
@@ -39,6 +42,27 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(result.x)
 
 
+PLATT_LOG_SCALE_BOUNDS = (-7.0, 7.0)  # a in [1e-3, 1e3]: separable validation data cannot blow it up
+PLATT_BIAS_BOUNDS = (-30.0, 30.0)
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) with a > 0 (within PLATT_LOG_SCALE_BOUNDS) minimising ``log_loss(a * logits + b, labels)``."""
+    from scipy.optimize import minimize
+
+    logits, labels = _check(logits, labels)
+
+    def loss(params: np.ndarray) -> float:
+        return log_loss(np.exp(params[0]) * logits + params[1], labels)
+
+    result = minimize(loss, x0=np.zeros(2), method="L-BFGS-B", bounds=[PLATT_LOG_SCALE_BOUNDS, PLATT_BIAS_BOUNDS])
+    return float(np.exp(result.x[0])), float(result.x[1])
+
+
+def platt_probabilities(logits: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    return expit(scale * np.asarray(logits, dtype=np.float64) + bias)
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Sum over equal-width probability bins of (bin share) x |mean label - mean probability|."""
     probs, labels = _check(probs, labels)
@@ -69,7 +93,8 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: floa
             "temperature": float(temperature)}
 
 
-def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, bins: int = 15) -> Path:
+def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, bins: int = 15,
+                     title: str = "reliability") -> Path:
     """One line per name: mean label against mean predicted probability per bin (PNG)."""
     import matplotlib
 
@@ -87,8 +112,7 @@ def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str
         mean_y = np.bincount(which, labels, bins)[filled] / counts[filled]
         ece = expected_calibration_error(probs, labels, bins)
         ax.plot(mean_p, mean_y, marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
-           title="reliability")
+    ax.set(xlabel="predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

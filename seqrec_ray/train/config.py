@@ -68,6 +68,17 @@ class TrainConfig:
         "events come between), trained jointly with next-item; 0 = no such head")})
     type_loss: float = field(default=0.0, metadata={"help": (
         "weight of the next-event-type head's loss (view/click/cart/fav/purchase/search); 0 = no such head")})
+    # User-level heads at time cut-offs (models/heads.py OutcomeHeads, train/outcomes.py): 0 = off.
+    outcome_loss: float = field(default=0.0, metadata={"help": (
+        "weight of the purchase-propensity and churn heads' loss (user-level examples cut at earlier "
+        "times, trained jointly with next-item; needs featurize --split temporal --cutoff T "
+        "--valid-cutoff V); 0 = no such heads")})
+    purchase_horizon_days: float | None = field(default=None, metadata={"help": (
+        "propensity = buys within this many days of the cut-off (default: the validation period, T - V)")})
+    churn_horizon_days: float | None = field(default=None, metadata={"help": (
+        "churn = no event at all within this many days of the cut-off (default: the validation period, T - V)")})
+    outcome_train_cutoffs: int = field(default=4, metadata={"help": (
+        "training cut-offs for the user-level heads, one horizon apart before the validation cut-off")})
     init_from: str | None = field(default=None, metadata={"help": (
         "start from this checkpoint's weights (same model; its item vocabulary must be a prefix of "
         "the data's, as featurize --base-vocab makes it): daily incremental training")})
@@ -129,7 +140,12 @@ class TrainConfig:
             raise ValueError(f"query_loss must be >= 0, got {self.query_loss!r}")
         if self.query_buckets is not None and self.query_buckets < 2:
             raise ValueError(f"query_buckets must be >= 2 or None (auto), got {self.query_buckets!r}")
-        for name in ("purchase_loss", "type_loss"):
+        for name in ("purchase_horizon_days", "churn_horizon_days"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 or None (the validation period), got {getattr(self, name)!r}")
+        if not isinstance(self.outcome_train_cutoffs, int) or self.outcome_train_cutoffs < 1:
+            raise ValueError(f"outcome_train_cutoffs must be a positive int, got {self.outcome_train_cutoffs!r}")
+        for name in ("purchase_loss", "type_loss", "outcome_loss"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -142,6 +158,20 @@ class TrainConfig:
     def behaviour_heads(self) -> bool:
         """Whether the model has the next-purchase / next-type heads (either loss on)."""
         return self.purchase_loss > 0 or self.type_loss > 0
+
+    @property
+    def outcome_heads(self) -> bool:
+        """Whether the model has the user-level propensity / churn heads."""
+        return self.outcome_loss > 0
+
+    def outcome_cutoffs(self, manifest: dict):
+        """Where this run cuts its user-level examples (train/outcomes.py); ValueError names
+        what the artifacts lack. None without the heads."""
+        if not self.outcome_heads:
+            return None
+        from .outcomes import outcome_cutoffs
+
+        return outcome_cutoffs(manifest, self.purchase_horizon_days, self.churn_horizon_days, self.outcome_train_cutoffs)
 
     def model_knob(self, name: str):
         """A knob's value, or the model's default when it was left as None."""
@@ -184,5 +214,6 @@ class TrainConfig:
             id_dropout=self.id_dropout if content_fields else 0.0,
             query_buckets=query_buckets,
             behaviour_heads=self.behaviour_heads,
+            outcome_heads=self.outcome_heads,
             **knobs,
         )

@@ -13,6 +13,7 @@ import torch
 from .baselines import train_item_counts
 from .batches import iterate_batches, table_to_tensors, trim_left_padding
 from .examples import eval_examples, training_windows
+from .outcomes import OutcomeCutoffs, outcome_tensors, with_outcome_batches
 
 
 @dataclass
@@ -23,11 +24,13 @@ class TrainingData:
     windows: dict[str, torch.Tensor]
     max_len: int
     _eval: dict
+    outcomes: dict[str, torch.Tensor] | None = None  # user-level train examples (train/outcomes.py)
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         # Plain random batches, trimmed to their longest window. Batching windows of
         # similar length (faster on CPU) cost Beauty about 10% valid NDCG@10.
-        return map(trim_left_padding, iterate_batches(self.windows, batch_size, shuffle=True, seed=seed))
+        batches = map(trim_left_padding, iterate_batches(self.windows, batch_size, shuffle=True, seed=seed))
+        return with_outcome_batches(batches, self.outcomes, batch_size, seed)
 
     def eval_tensors(self, split: str) -> dict[str, torch.Tensor]:
         if split not in self._eval:
@@ -42,10 +45,11 @@ class TrainingData:
 
 
 def load_training_data(data_dir: str | Path, max_len: int, with_queries: bool = False,
-                       behaviour_targets: bool = False) -> TrainingData:
+                       behaviour_targets: bool = False, outcome_cutoffs: OutcomeCutoffs | None = None) -> TrainingData:
     """``with_queries``: keep the events' query hashes (``target_queries`` in the windows,
     ``target_query`` in the eval examples), for the query-aware model;
-    ``behaviour_targets``: the next-purchase / next-type targets of the behaviour heads."""
+    ``behaviour_targets``: the next-purchase / next-type targets of the behaviour heads;
+    ``outcome_cutoffs``: the user-level train examples of the propensity / churn heads."""
     from seqrec_ray.data.artifacts import load_manifest, load_sequences
 
     manifest = load_manifest(data_dir)
@@ -53,7 +57,8 @@ def load_training_data(data_dir: str | Path, max_len: int, with_queries: bool = 
     vocab_sizes = dict(manifest["vocab_sizes"])
     counts = train_item_counts(sequences, int(vocab_sizes["items"]))
     windows = table_to_tensors(training_windows(sequences, max_len, behaviour_targets))
-    return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {})
+    outcomes = None if outcome_cutoffs is None else outcome_tensors(outcome_cutoffs.examples(sequences, "train", max_len))
+    return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {}, outcomes)
 
 
 def without_queries(sequences: pa.Table, keep: bool) -> pa.Table:

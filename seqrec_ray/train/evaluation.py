@@ -40,6 +40,9 @@ class EvaluateConfig:
         "models with item content: added to the score of every item without training events (new "
         "products) before ranking, how much exposure new items get (bench/cold_start_tradeoff.py "
         "plots the trade-off); 0 = the model's own scores")})
+    reliability_plot: str | None = field(default=None, metadata={"help": (
+        "models with propensity / churn heads: write their reliability plots to this PNG path, "
+        "{outcome} in it standing for purchase / churn (default: none)")})
 
     def __post_init__(self) -> None:
         if self.split not in ("valid", "test"):
@@ -123,6 +126,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     if bool(purchased.any()):
         result["purchase_targets"] = full_ranking({k: v[purchased] for k, v in tensors.items()},
                                                   purchase_head=ckpt.model.heads is not None)
+    if ckpt.model.outcomes is not None:
+        result["outcomes"] = _outcomes(config, ckpt, sequences)
     if config.sampled_negatives:
         negatives, oov = read_sampled_negatives(config.sampled_negatives, table.column("user_id"), ckpt.vocab)
         tensors["negatives"] = negatives
@@ -136,6 +141,19 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
         result["sampled"] = sampled
         result["sampled_negatives"] = {"file": config.sampled_negatives, "per_user": int(negatives.shape[1]), "oov": oov}
     return result
+
+
+def _outcomes(config: EvaluateConfig, ckpt: Any, sequences: pa.Table) -> dict:
+    """The propensity / churn report at the checkpoint's own cut-off for ``config.split``,
+    with the checkpoint's calibration."""
+    from .outcomes import OutcomeCutoffs, load_calibration, outcome_evaluation
+
+    calibration = load_calibration(config.checkpoint_dir)
+    plot = config.reliability_plot
+    if plot is not None and "{outcome}" not in plot:
+        plot = str(Path(plot).with_suffix("")) + "-{outcome}" + (Path(plot).suffix or ".png")
+    return outcome_evaluation(ckpt.model, calibration, OutcomeCutoffs.from_description(calibration), sequences,
+                              ckpt.model_config.max_len, config.split, plot, config.device, config.batch_size)
 
 
 def baseline_tokens(data_dir: str | Path, vocab: Any) -> np.ndarray | None:
@@ -197,4 +215,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(" " * width + "".join(f"{k:>12s}" for k in keys))
         for name, metrics in rows.items():
             lines.append(f"{name:{width}s}" + "".join(f"{metrics[k]:12.4f}" for k in keys))
+    if result.get("outcomes"):
+        from .outcomes import format_outcomes
+
+        lines += format_outcomes(result["outcomes"])
     return "\n".join(lines)

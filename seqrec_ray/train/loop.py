@@ -57,12 +57,13 @@ def build_task(
     if config.loss == "full":
         return FullSoftmaxTask(encoder, mask_history=config.mask_history_in_loss, content_weight=content_weight,
                                query_weight=config.query_loss, purchase_weight=config.purchase_loss,
-                               type_weight=config.type_loss)
+                               type_weight=config.type_loss, outcome_weight=config.outcome_loss)
     counts = None if item_counts is None else torch.as_tensor(np.asarray(item_counts))
     proposal = proposal_distribution(encoder.config.num_items, config.negative_sampler, counts)
     return SampledSoftmaxTask(encoder, proposal, config.num_negatives, seed=config.seed + 1000 * (rank + 1),
                               content_weight=content_weight, query_weight=config.query_loss,
-                              purchase_weight=config.purchase_loss, type_weight=config.type_loss)
+                              purchase_weight=config.purchase_loss, type_weight=config.type_loss,
+                              outcome_weight=config.outcome_loss)
 
 
 def train_epoch(
@@ -149,10 +150,13 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
+    from seqrec_ray.data.artifacts import load_manifest
+
     output_dir = Path(output_dir)
+    cutoffs = config.outcome_cutoffs(load_manifest(data_dir))  # fails here when the split has no clock
     queries = load_query_inputs(config, data_dir)
     data = load_training_data(data_dir, config.max_len, with_queries=queries is not None,
-                              behaviour_targets=config.behaviour_heads)
+                              behaviour_targets=config.behaviour_heads, outcome_cutoffs=cutoffs)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     autocast = torch.bfloat16 if device.type == "cuda" else None  # bf16 on GPU only
     content = load_item_content(config, data_dir, data.item_counts)
@@ -162,7 +166,7 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
     optimizer = torch.optim.Adam(task.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     stopper, history, started = EarlyStopping(config.patience), [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        batches = data.train_batches(config.batch_size, seed=config.seed * 1_000_003 + epoch)
+        batches = data.train_batches(config.batch_size, seed=config.seed * 1_000_003 + epoch)  # + user-level examples
         stats = train_epoch(task, batches, optimizer, device, autocast, config.grad_clip)
         valid = evaluate(task, data.eval_batches("valid", config.eval_batch_size), config.ks, True, device, autocast)
         record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
@@ -177,4 +181,4 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
         if stopper.should_stop:
             break
     return finish_run(output_dir, config, history, stopper.best_epoch, data.eval_tensors("test"),
-                      device=device, autocast_dtype=autocast)
+                      device=device, autocast_dtype=autocast, data_dir=Path(data_dir))

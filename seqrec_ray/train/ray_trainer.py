@@ -49,6 +49,7 @@ from .examples import eval_examples, training_windows
 from .export import export_run
 from .loop import build_task, evaluate, train_epoch
 from .metrics import RankingMetrics
+from .outcomes import OutcomeCutoffs, outcome_train_examples
 from .progress import epoch_line
 from .queries import load_query_inputs
 from .run_state import (
@@ -113,10 +114,13 @@ def default_run_name(config: TrainConfig, data_dir: str | Path) -> str:
 
 
 def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True,
-                   with_queries: bool = False, behaviour_targets: bool = False) -> dict[str, ray.data.Dataset]:
+                   with_queries: bool = False, behaviour_targets: bool = False,
+                   outcome_cutoffs: OutcomeCutoffs | None = None) -> dict[str, ray.data.Dataset]:
     """``train`` (training windows) and ``valid`` (eval examples) from DIR/sequences; with
-    the events' query hashes for the query-aware model (``with_queries``) and the
-    next-purchase / next-type targets of the behaviour heads (``behaviour_targets``)."""
+    the events' query hashes for the query-aware model (``with_queries``), the
+    next-purchase / next-type targets of the behaviour heads (``behaviour_targets``), and
+    ``outcomes``, the user-level train examples of the propensity / churn heads
+    (``outcome_cutoffs``)."""
     from seqrec_ray.data.sequences import SEQUENCE_SCHEMA
 
     columns = [n for n in SEQUENCE_SCHEMA.names if with_queries or n != "queries"]
@@ -128,6 +132,9 @@ def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True,
             eval_examples, batch_format="pyarrow", fn_kwargs={"split": "valid", "max_len": max_len}
         ),
     }
+    if outcome_cutoffs is not None:
+        datasets["outcomes"] = sequences.map_batches(
+            outcome_train_examples, batch_format="pyarrow", fn_kwargs={"cutoffs": outcome_cutoffs, "max_len": max_len})
     return {name: ds.materialize() for name, ds in datasets.items()} if cache else datasets
 
 
@@ -170,9 +177,10 @@ def fit(
     manifest = load_manifest(data_dir)
     run_name = ray_config.run_name or default_run_name(config, data_dir)
     config = dataclasses.replace(config, run_name=run_name)
+    cutoffs = config.outcome_cutoffs(manifest)  # fails here when the split has no clock
     queries = load_query_inputs(config, data_dir)
     datasets = build_datasets(data_dir, config.max_len, ray_config.cache_windows, with_queries=queries is not None,
-                              behaviour_targets=config.behaviour_heads)
+                              behaviour_targets=config.behaviour_heads, outcome_cutoffs=cutoffs)
     loop_config = {
         "queries": queries,
         "train_config": config,

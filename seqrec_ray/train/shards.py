@@ -8,6 +8,7 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 
 from .batches import concat_padded, iterate_batches, table_to_tensors, trim_left_padding
 from .config import TrainConfig
+from .outcomes import with_outcome_batches
 
 
 class ArrowToTensors(ArrowBatchCollateFn):
@@ -37,7 +38,13 @@ class ShardBatches:
         self._cached: dict[str, dict[str, torch.Tensor]] = {}
 
     def train(self, seed: int):
-        """One epoch's shuffled, trimmed training batches; ``seed`` fixes the order."""
+        """One epoch's shuffled, trimmed training batches; ``seed`` fixes the order. With the
+        propensity / churn heads, each carries a batch of this worker's user-level examples
+        (collected once: one row per user and cut-off, small beside the windows)."""
+        outcomes = self._collect("outcomes") if self.config.outcome_heads else None
+        return with_outcome_batches(self._windows(seed), outcomes, self.config.batch_size, seed)
+
+    def _windows(self, seed: int):
         if self.cache:
             tensors = self._collect("train")
             if not tensors:

@@ -72,18 +72,25 @@ def next_event_type_targets(sequences: pa.Table) -> pa.ListArray:
     return _per_user_lists(nxt, np.bincount(user, minlength=sequences.num_rows), pa.int8())
 
 
-def cutoff_examples(sequences: pa.Table, cutoff: float, horizon_days: float, max_len: int) -> pa.Table:
+def cutoff_examples(sequences: pa.Table, cutoff: float, horizon_days: float, max_len: int,
+                    churn_horizon_days: float | None = None) -> pa.Table:
     """One row per user active before ``cutoff``: the last ``max_len`` events before it as
-    LEFT-padded inputs, and the ``purchase`` / ``churn`` labels of [cutoff, cutoff + horizon).
+    LEFT-padded inputs, the ``purchase`` label of [cutoff, cutoff + horizon_days) and the
+    ``churn`` label of [cutoff, cutoff + churn_horizon_days) (default: the same horizon).
 
     Columns: ``user_id``, the ``SEQUENCE_FEATURES`` (fixed-size lists of ``max_len``),
-    ``purchase`` and ``churn`` (int8 0/1), ``last_event_before`` (seconds) and
-    ``days_since_last_event`` at the cut-off (the heuristic baseline's score).
+    ``purchase`` and ``churn`` (int8 0/1), ``last_event_before`` (seconds),
+    ``days_since_last_event`` at the cut-off (the heuristic baseline's score), and the
+    recency / frequency / monetary counts of everything before the cut-off (int64, the
+    RFM baseline's features): ``seconds_since_last_event``, ``seconds_since_first_event``,
+    ``events_before``, ``purchases_before``, ``carts_before``.
     """
     from seqrec_ray.data.padding import pad_flat
 
-    if not horizon_days > 0:
-        raise ValueError(f"horizon_days must be > 0, got {horizon_days!r}")
+    churn_horizon_days = horizon_days if churn_horizon_days is None else churn_horizon_days
+    for name, value in (("horizon_days", horizon_days), ("churn_horizon_days", churn_horizon_days)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
     if not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be a positive int, got {max_len!r}")
     ts, types = _flat(sequences, "timestamps").astype(np.float64), _flat(sequences, "event_types").astype(np.int64)
@@ -91,11 +98,13 @@ def cutoff_examples(sequences: pa.Table, cutoff: float, horizon_days: float, max
     n_users = sequences.num_rows
     before = ts < cutoff
     window = (ts >= cutoff) & (ts < cutoff + horizon_days * SECONDS_PER_DAY)
+    churn_window = (ts >= cutoff) & (ts < cutoff + churn_horizon_days * SECONDS_PER_DAY)
     n_before = np.bincount(user[before], minlength=n_users)
     bought = np.bincount(user[window & (types == PURCHASE)], minlength=n_users) > 0
-    active = np.bincount(user[window], minlength=n_users) > 0
-    last = np.full(n_users, -np.inf)
+    active = np.bincount(user[churn_window], minlength=n_users) > 0
+    last, first = np.full(n_users, -np.inf), np.full(n_users, np.inf)
     np.maximum.at(last, user[before], ts[before])
+    np.minimum.at(first, user[before], ts[before])
     keep = np.flatnonzero(n_before > 0)
     columns: dict[str, pa.Array] = {"user_id": sequences.column("user_id").combine_chunks().take(pa.array(keep))}
     kept_events = before & np.isin(user, keep)
@@ -109,4 +118,9 @@ def cutoff_examples(sequences: pa.Table, cutoff: float, horizon_days: float, max
     columns["churn"] = pa.array((~active[keep]).astype(np.int8))
     columns["last_event_before"] = pa.array(last[keep])
     columns["days_since_last_event"] = pa.array((cutoff - last[keep]) / SECONDS_PER_DAY)
+    columns["seconds_since_last_event"] = pa.array(np.round(cutoff - last[keep]).astype(np.int64))
+    columns["seconds_since_first_event"] = pa.array(np.round(cutoff - first[keep]).astype(np.int64))
+    columns["events_before"] = pa.array(n_before[keep].astype(np.int64))
+    for name, event_type in (("purchases_before", PURCHASE), ("carts_before", EVENT_TYPE_INDEX["cart"])):
+        columns[name] = pa.array(np.bincount(user[before & (types == event_type)], minlength=n_users)[keep].astype(np.int64))
     return pa.table(columns)
