@@ -26,7 +26,7 @@ from torch import nn
 from .config import NUM_EVENT_TYPES
 
 OUTCOMES = ("purchase", "churn")  # the user-level labels, in the order of OutcomeHeads' logits
-SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_MINUTE = 60.0
 
 
 class BehaviourHeads(nn.Module):
@@ -51,11 +51,13 @@ class OutcomeHeads(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 64) -> None:
         super().__init__()
-        # +1 input: log(1 + days since the last event), which no event embedding carries.
+        # +1 input: log(1 + minutes since the last event), which no event embedding carries.
+        # Minutes, not days: a log whose horizons are minutes (a 2-hour Taobao slice) would
+        # otherwise see a near-constant input, and a year is still only log(1 + 525,600) = 13.
         self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.ReLU(), nn.Linear(hidden, len(OUTCOMES)))
 
     def logits(self, h: torch.Tensor, seconds_since_last_event: torch.Tensor) -> torch.Tensor:
         """(B, len(OUTCOMES)) for last states h (B, D) and the seconds from each user's last
         event to the cut-off (B,)."""
-        days = seconds_since_last_event.to(h.dtype).clamp(min=0) / SECONDS_PER_DAY
-        return self.net(torch.cat([h, torch.log1p(days).unsqueeze(-1)], dim=-1))
+        minutes = seconds_since_last_event.to(h.dtype).clamp(min=0) / SECONDS_PER_MINUTE
+        return self.net(torch.cat([h, torch.log1p(minutes).unsqueeze(-1)], dim=-1))

@@ -25,6 +25,7 @@ class TrainingData:
     max_len: int
     _eval: dict
     outcomes: dict[str, torch.Tensor] | None = None  # user-level train examples (train/outcomes.py)
+    outcomes_valid: dict[str, torch.Tensor] | None = None  # and at the validation cut-off
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         # Plain random batches, trimmed to their longest window. Batching windows of
@@ -57,8 +58,10 @@ def load_training_data(data_dir: str | Path, max_len: int, with_queries: bool = 
     vocab_sizes = dict(manifest["vocab_sizes"])
     counts = train_item_counts(sequences, int(vocab_sizes["items"]))
     windows = table_to_tensors(training_windows(sequences, max_len, behaviour_targets))
-    outcomes = None if outcome_cutoffs is None else outcome_tensors(outcome_cutoffs.examples(sequences, "train", max_len))
-    return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {}, outcomes)
+    outcomes = valid = None
+    if outcome_cutoffs is not None:
+        outcomes, valid = (outcome_tensors(outcome_cutoffs.examples(sequences, split, max_len)) for split in ("train", "valid"))
+    return TrainingData(sequences, vocab_sizes, counts, windows, max_len, {}, outcomes, valid)
 
 
 def without_queries(sequences: pa.Table, keep: bool) -> pa.Table:

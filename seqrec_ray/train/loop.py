@@ -23,9 +23,10 @@ from .checkpoint import save_checkpoint, unwrap_encoder
 from .config import TrainConfig
 from .content import ItemContentInputs, init_from_checkpoint, install_item_content, load_item_content
 from .metrics import DEFAULT_KS, RankingMetrics, evaluate_scores
+from .outcomes import outcome_loss_sum
 from .progress import epoch_line
 from .queries import QueryInputs, install_queries, load_query_inputs
-from .run_state import SELECTION_METRIC, EarlyStopping
+from .run_state import SELECTION, EarlyStopping, scored
 
 __all__ = ["TrainConfig", "build_task", "train_epoch", "evaluate", "run_in_process"]
 
@@ -169,11 +170,12 @@ def run_in_process(config: TrainConfig, data_dir: str | Path, output_dir: str | 
         batches = data.train_batches(config.batch_size, seed=config.seed * 1_000_003 + epoch)  # + user-level examples
         stats = train_epoch(task, batches, optimizer, device, autocast, config.grad_clip)
         valid = evaluate(task, data.eval_batches("valid", config.eval_batch_size), config.ks, True, device, autocast)
-        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
+        valid = scored(valid.to_dict(), *outcome_loss_sum(task, data.outcomes_valid, config.eval_batch_size, device))
+        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid}
         history.append(record)
         meta = {"epoch": epoch, "metrics": {"loss": stats["loss"], "valid": record["valid"]}}
         save_checkpoint(output_dir / "latest", task, config, data_dir, meta, optimizer)
-        if stopper.update(record["valid"][SELECTION_METRIC], epoch):
+        if stopper.update(valid[SELECTION], epoch):
             shutil.copytree(output_dir / "latest", output_dir / "best", dirs_exist_ok=True)
         save_curves(history, output_dir)
         if progress:

@@ -119,9 +119,9 @@ def outcome_tensors(examples: pa.Table) -> dict[str, torch.Tensor]:
     return table_to_tensors(examples.drop_columns([c for c in NOT_MODEL_COLUMNS if c in examples.column_names]))
 
 
-def outcome_train_examples(sequences: pa.Table, cutoffs: OutcomeCutoffs, max_len: int) -> pa.Table:
-    """Ray Data ``map_batches`` over sequence rows: their train examples, int columns only."""
-    examples = cutoffs.examples(sequences, "train", max_len)
+def outcome_examples_for_ray(sequences: pa.Table, cutoffs: OutcomeCutoffs, max_len: int, split: str) -> pa.Table:
+    """Ray Data ``map_batches`` over sequence rows: their ``split`` examples, int columns only."""
+    examples = cutoffs.examples(sequences, split, max_len)
     return examples.drop_columns([c for c in NOT_MODEL_COLUMNS if c in examples.column_names])
 
 
@@ -156,6 +156,18 @@ def outcome_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor], bat
     finally:
         encoder.train(was_training)
     return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(OUTCOMES)))
+
+
+def outcome_loss_sum(model: torch.nn.Module, tensors: dict[str, torch.Tensor] | None, batch_size: int = 1024,
+                     device: torch.device | str = "cpu") -> tuple[float, int]:
+    """(sum over examples of the mean binary cross-entropy of both heads, examples) on
+    example tensors: sums, so that shards on several ranks add up."""
+    if not tensors or len(tensors["items"]) == 0:
+        return 0.0, 0
+    logits = torch.from_numpy(outcome_logits(model, tensors, batch_size, device))  # (N, 2) float64
+    labels = torch.stack([tensors[name] for name in OUTCOMES], dim=1).double()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
+    return float(loss.sum()), int(len(loss))
 
 
 def labels_of(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -237,9 +249,17 @@ def outcome_evaluation(model: torch.nn.Module, calibration: dict, cutoffs: Outco
         if plot is not None:
             path = Path(str(plot).replace("{outcome}", name))
             reliability_plot({"model (calibrated)": (calibrated[name], y), "RFM logistic regression": (rfm[name], y)},
-                             path, title=f"{name} within {getattr(cutoffs, name + '_horizon_days'):g} days, {split}")
+                             path, title=f"{name} within {horizon_text(getattr(cutoffs, name + '_horizon_days'))}, {split}")
             result[name + "_plot"] = str(path)
     return result
+
+
+def horizon_text(days: float) -> str:
+    """``2 days``, ``1 day`` or, under a day, ``20 minutes`` / ``6 hours``."""
+    if days >= 1:
+        return f"{days:g} day" + ("" if days == 1 else "s")
+    hours = days * 24
+    return f"{hours:.3g} hours" if hours >= 1 else f"{hours * 60:.3g} minutes"
 
 
 def format_outcomes(result: dict) -> list[str]:
@@ -250,8 +270,8 @@ def format_outcomes(result: dict) -> list[str]:
             continue
         rows = result[name]
         first = next(iter(rows.values()))
-        horizon = result[f"{name}_horizon_days"]
-        lines.append(f"\n{name} within {horizon:g} days of the cut-off, {result['split']} examples={first['examples']}, "
+        horizon = horizon_text(result[f"{name}_horizon_days"])
+        lines.append(f"\n{name} within {horizon} of the cut-off, {result['split']} examples={first['examples']}, "
                      f"positive rate {first['positive_rate']:.4f}")
         width = max(len(n) for n in rows) + 2
         lines.append(" " * width + "".join(f"{k:>12s}" for k in ("auc", "log_loss", "ece")))

@@ -12,9 +12,10 @@ def epoch_line(record: dict, best_epoch: int, workers: int | None = None) -> str
     mark = " *" if best_epoch == record["epoch"] else ""
     users = f" ({v['users']} users)" if workers is not None else ""
     on = f" on {workers} workers" if workers is not None else ""
+    heads = f" heads log loss {v['outcome_log_loss']:.4f}" if "outcome_log_loss" in v else ""
     return (
         f"epoch {record['epoch']:3d}  loss {record['loss']:.4f}  valid HR@10 {v['hr@10']:.4f} "
-        f"NDCG@10 {v['ndcg@10']:.4f}{users}  {record['positions_per_s']:,.0f} pos/s{on}  "
+        f"NDCG@10 {v['ndcg@10']:.4f}{heads}{users}  {record['positions_per_s']:,.0f} pos/s{on}  "
         f"{record['seconds']:.1f}s (total {record['elapsed_s']:.0f}s){mark}"
     )
 

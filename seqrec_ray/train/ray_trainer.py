@@ -49,21 +49,22 @@ from .examples import eval_examples, training_windows
 from .export import export_run
 from .loop import build_task, evaluate, train_epoch
 from .metrics import RankingMetrics
-from .outcomes import OutcomeCutoffs, outcome_train_examples
+from .outcomes import OutcomeCutoffs, outcome_examples_for_ray, outcome_loss_sum
 from .progress import epoch_line
 from .queries import load_query_inputs
 from .run_state import (
-    SELECTION_METRIC,
+    SELECTION,
     EarlyStopping,
     RunState,
     optimizer_step,
     restore_run_state,
+    scored,
     write_train_state,
 )
 from .shards import ShardBatches
 
-BEST_METRIC = f"valid_{SELECTION_METRIC}"  # the reported metric checkpoints are ranked by
-EVAL_DATASETS = ("valid",)
+BEST_METRIC = f"valid_{SELECTION}"  # the reported metric checkpoints are ranked by (run_state.selection_score)
+EVAL_DATASETS = ("valid", "outcomes_valid")
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,9 @@ def build_datasets(data_dir: str | Path, max_len: int, cache: bool = True,
         ),
     }
     if outcome_cutoffs is not None:
-        datasets["outcomes"] = sequences.map_batches(
-            outcome_train_examples, batch_format="pyarrow", fn_kwargs={"cutoffs": outcome_cutoffs, "max_len": max_len})
+        for name, split in (("outcomes", "train"), ("outcomes_valid", "valid")):
+            datasets[name] = sequences.map_batches(outcome_examples_for_ray, batch_format="pyarrow", fn_kwargs={
+                "cutoffs": outcome_cutoffs, "max_len": max_len, "split": split})
     return {name: ds.materialize() for name, ds in datasets.items()} if cache else datasets
 
 
@@ -297,10 +299,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
         _seed_epoch(model, seed)
         stats = train_epoch(model, shards.train(seed), optimizer, device, autocast, config.grad_clip)
         valid = evaluate(model, shards.valid(), config.ks, True, device, autocast)
-        stats, valid = _merge_across_ranks(stats, valid, world)
-        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started, "valid": valid.to_dict()}
+        stats["outcome_loss_sum"], stats["outcome_examples"] = outcome_loss_sum(
+            model, shards.outcomes_valid(), config.eval_batch_size, device)
+        stats, valid, outcome = _merge_across_ranks(stats, valid, world)
+        record = {"epoch": epoch, **stats, "elapsed_s": time.perf_counter() - started,
+                  "valid": scored(valid.to_dict(), *outcome)}
         history.append(record)
-        stopper.update(record["valid"][SELECTION_METRIC], epoch)
+        stopper.update(record["valid"][SELECTION], epoch)
         _report(model, optimizer, config, loop_config, rank, world, history, stopper, resumed)
         if rank == 0 and loop_config["progress"]:
             # Not print(): Ray Train's print patch echoes every line twice to the driver.
@@ -329,9 +334,10 @@ def _restore(task: torch.nn.Module, checkpoint: Checkpoint | None, patience: int
         return restore_run_state(task, path, patience)
 
 
-def _merge_across_ranks(stats: dict, valid: RankingMetrics, world: int) -> tuple[dict, RankingMetrics]:
+def _merge_across_ranks(stats: dict, valid: RankingMetrics, world: int) -> tuple[dict, RankingMetrics, tuple]:
     """Global train stats and valid metrics: metric sums and user counts add up across
-    ranks (each valid user lives on exactly one shard), the loss is position-weighted."""
+    ranks (each valid user lives on exactly one shard), the loss is position-weighted;
+    and the heads' valid (log-loss sum, examples), summed the same way."""
     parts = [(stats, valid)]
     if world > 1 and dist.is_initialized():
         parts = [None] * world
@@ -342,12 +348,13 @@ def _merge_across_ranks(stats: dict, valid: RankingMetrics, world: int) -> tuple
     positions = sum(s["positions"] for s, _ in parts)
     loss_sum = sum(s["loss"] * s["positions"] for s, _ in parts if s["positions"])
     seconds = max(s["seconds"] for s, _ in parts)  # the epoch ends when the slowest rank does
+    outcome = (sum(s.get("outcome_loss_sum", 0.0) for s, _ in parts), sum(s.get("outcome_examples", 0) for s, _ in parts))
     return {
         "loss": loss_sum / positions if positions else float("nan"),
         "positions": positions,
         "seconds": seconds,
         "positions_per_s": positions / seconds if seconds > 0 else 0.0,
-    }, merged
+    }, merged, outcome
 
 
 def _report(model, optimizer, config: TrainConfig, loop_config: dict, rank: int, world: int,

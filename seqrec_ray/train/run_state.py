@@ -17,6 +17,24 @@ import torch
 from .checkpoint import load_optimizer_state, unwrap_encoder
 
 SELECTION_METRIC = "ndcg@10"  # the valid metric that picks the best epoch and drives early stopping
+OUTCOME_LOSS = "outcome_log_loss"  # the propensity / churn heads' valid log loss, when the model has them
+SELECTION = "selection"  # the valid entry holding selection_score (Ray Train ranks checkpoints by it)
+
+
+def selection_score(valid: dict) -> float:
+    """The score that picks the best epoch (higher is better): valid NDCG@10, or, for a
+    model with propensity / churn heads, minus their log loss at the validation cut-off:
+    those runs are for the heads, and on sparse logs next-item quality peaks long before
+    the heads have learned (Taobao: NDCG@10 best at epoch 1)."""
+    return -valid[OUTCOME_LOSS] if OUTCOME_LOSS in valid else valid[SELECTION_METRIC]
+
+
+def scored(valid: dict, outcome_loss_sum: float = 0.0, outcome_examples: int = 0) -> dict:
+    """An epoch's valid metrics with the heads' mean log loss (when they had examples) and
+    the ``selection`` score."""
+    if outcome_examples:
+        valid = {**valid, OUTCOME_LOSS: outcome_loss_sum / outcome_examples}
+    return {**valid, SELECTION: selection_score(valid)}
 TRAIN_STATE_FILE = "train_state.json"  # epoch, early-stopping state and curves, beside optimizer.pt
 
 

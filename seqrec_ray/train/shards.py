@@ -55,6 +55,10 @@ class ShardBatches:
             local_shuffle_buffer_size=4 * self.config.batch_size, local_shuffle_seed=seed,
         )
 
+    def outcomes_valid(self) -> dict[str, torch.Tensor] | None:
+        """This worker's share of the heads' validation examples (None without the heads)."""
+        return self._collect("outcomes_valid") if self.config.outcome_heads else None
+
     def valid(self):
         if self.cache:
             tensors = self._collect("valid")
