@@ -79,12 +79,23 @@ class SequenceEncoder(nn.Module):
             raise ValueError("this model has no next-purchase head (train with --purchase-loss > 0)")
         return self.heads.purchase_vector(self.last_state(features))
 
-    def outcome_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outcome_logits(self, features: dict[str, torch.Tensor], state: torch.Tensor | None = None) -> torch.Tensor:
         """Purchase-propensity and churn logits per row (B, 2, heads.OUTCOMES order) from the
-        inputs before a cut-off and ``seconds_since_last_event`` (B,) at it."""
+        inputs before a cut-off and ``seconds_since_last_event`` (B,) at it; ``state``: their
+        ``last_state`` when the caller already has it."""
         if self.outcomes is None:
             raise ValueError("this model has no propensity / churn heads (train with --outcome-loss > 0)")
-        return self.outcomes.logits(self.last_state(features), features["seconds_since_last_event"])
+        state = self.last_state(features) if state is None else state
+        return self.outcomes.logits(state, features["seconds_since_last_event"])
+
+    def predict_user(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the predictions endpoint and batch prediction answer, from one encoder pass:
+        the vector to rank next purchases with (B, D) (the next-purchase head's when the
+        model has one, else the next-item vector) and ``outcome_logits`` (B, 2)."""
+        state = self.last_state(features)
+        vector = self.heads.purchase_vector(state) if self.heads is not None else self.with_query(
+            state, self.query_tokens(features))
+        return vector, self.outcome_logits(features, state)
 
     def score(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scores of every catalogue item for each row: (B, V)."""

@@ -111,25 +111,23 @@ def encode_histories(model: ServingModel, histories: list[list[dict[str, Any]]])
 @torch.inference_mode()
 def predict_outcomes(model: ServingModel, history: list[dict[str, Any]], at: float) -> dict[str, Any]:
     """A user's calibrated purchase propensity and churn risk as of ``at`` (seconds) from
-    the events before it, and the vector to rank next purchases with (the next-purchase
-    head's when the model has one, else the next-item vector). ``available`` is False for
-    a model without the heads; ``history`` must hold an event before ``at``."""
+    the events before it, and the vector to rank next purchases with
+    (``SequenceEncoder.predict_user``). ``available`` is False (and nothing else is
+    computed) for a model without the heads; ``history`` must hold an event before ``at``."""
     from seqrec_ray.train.outcomes import calibrated_probabilities
 
     before = [e for e in history if float(e["timestamp"]) < at]
     if not before:
         raise ValueError("no event before the prediction time")
-    features = {k: v.to(model.device) for k, v in left_pad([history_features(before, model.catalogue, model.max_len)]).items()}
-    encoder = model.encoder
-    vector = encoder.encode_purchase(features) if encoder.heads is not None else encoder.encode(features)
-    out: dict[str, Any] = {"available": model.calibration is not None, "vector": vector.float().cpu().numpy()[0],
-                           "checkpoint": model.key, "used": min(len(before), model.max_len)}
     if model.calibration is None:
-        return out
+        return {"available": False}
+    features = {k: v.to(model.device) for k, v in left_pad([history_features(before, model.catalogue, model.max_len)]).items()}
     last = max(float(e["timestamp"]) for e in before)
     features["seconds_since_last_event"] = torch.tensor([int(round(at - last))], device=model.device)
-    logits = encoder.outcome_logits(features).float().cpu().numpy().astype(np.float64)  # (1, 2)
-    probabilities = calibrated_probabilities(logits, model.calibration)
+    vector, logits = model.encoder.predict_user(features)
+    out: dict[str, Any] = {"available": True, "vector": vector.float().cpu().numpy()[0], "checkpoint": model.key,
+                           "used": min(len(before), model.max_len)}
+    probabilities = calibrated_probabilities(logits.float().cpu().numpy().astype(np.float64), model.calibration)
     for name, horizon in (("purchase", "purchase_horizon_days"), ("churn", "churn_horizon_days")):
         out[name] = {"probability": float(probabilities[name][0]), "horizon_days": float(model.calibration[horizon])}
     return out

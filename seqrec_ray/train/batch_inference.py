@@ -173,11 +173,13 @@ def run_batch_recommend(config: BatchRecommendConfig, log: Callable[[str], None]
     return summary
 
 
-def run_actor_pool(config: Any, actor: type, columns: tuple[str, ...], actor_kwargs: dict) -> dict:
+def run_actor_pool(config: Any, actor: type, columns: tuple[str, ...], actor_kwargs: dict,
+                   summary_extra: dict | None = None) -> dict:
     """The Ray Data driver of the batch jobs: read ``columns`` of DATA/sequences, run
     ``map_batches`` over a fixed pool of ``actor`` (each built once with ``actor_kwargs``),
-    write Parquet to ``config.output`` (earlier parts replaced) and a summary beside it.
-    ``config`` holds data, output, batch_size, num_actors and cpus_per_actor."""
+    write Parquet to ``config.output`` (earlier parts replaced) and a summary beside it
+    (the config, users, time, and ``summary_extra``). ``config`` holds data, output,
+    batch_size, num_actors and cpus_per_actor."""
     import ray
 
     _clear_previous_output(Path(config.output))
@@ -198,7 +200,7 @@ def run_actor_pool(config: Any, actor: type, columns: tuple[str, ...], actor_kwa
     seconds = time.perf_counter() - started
     users = pads.dataset(config.output, format="parquet").count_rows()
     summary = {**asdict(config), "users": users, "seconds": round(seconds, 3),
-               "users_per_s": round(users / seconds, 1) if seconds > 0 else None}
+               "users_per_s": round(users / seconds, 1) if seconds > 0 else None, **(summary_extra or {})}
     (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -11,7 +11,6 @@ with the checkpoint's heads and their calibration (train/outcomes.py), exactly a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ import pyarrow as pa
 import torch
 
 from seqrec_ray.models import scoring
+from seqrec_ray.models.heads import OUTCOMES
 from seqrec_ray.schema import FIRST_ID_INDEX, SEQUENCE_FEATURES, USER_ID
 
-from .batch_inference import SUMMARY_FILE, BatchRecommendConfig, run_actor_pool, to_raw_lists
+from .batch_inference import BatchRecommendConfig, run_actor_pool, to_raw_lists
 from .batches import trim_left_padding
 from .outcomes import calibrated_probabilities, load_calibration, outcome_tensors
 from .targets import cutoff_examples
@@ -77,8 +77,8 @@ class Predictor:
         tensors = trim_left_padding(outcome_tensors(examples))
         if len(tensors["items"]) == 0:
             return OUTPUT_SCHEMA.empty_table()
-        probabilities = calibrated_probabilities(self.model.outcome_logits(tensors).float().numpy(), self.calibration)
-        vectors = self.model.encode_purchase(tensors) if self.model.heads is not None else self.model.encode(tensors)
+        vectors, logits = self.model.predict_user(tensors)
+        probabilities = calibrated_probabilities(logits.float().numpy(), self.calibration)
         scores = scoring.mask_unrankable(scoring.catalogue_scores(vectors, self.item_embeddings))  # (B, V)
         if self.exclude_seen:  # the items of the model's window before ``at``
             scores = scoring.mask_items(scores, tensors["items"])
@@ -97,13 +97,11 @@ def run_batch_predict(config: BatchPredictConfig, log: Callable[[str], None] = p
     at = log_end(config.data) if config.at is None else float(config.at)
     log(f"[batch_predict] {config.num_actors} actors x {config.cpus_per_actor} CPU, as of {at:.0f}, "
         f"k={config.k} -> {config.output}")
+    calibration = load_calibration(config.checkpoint)
     summary = run_actor_pool(
         config, Predictor, READ_COLUMNS,
         {"checkpoint": str(Path(config.checkpoint).resolve()), "k": config.k, "at": at,
-         "exclude_seen": config.exclude_seen, "torch_threads": max(1, int(config.cpus_per_actor))})
-    summary["at"] = at
-    summary["horizon_days"] = {name: load_calibration(config.checkpoint)[f"{name}_horizon_days"]
-                               for name in ("purchase", "churn")}
-    (Path(config.output) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+         "exclude_seen": config.exclude_seen, "torch_threads": max(1, int(config.cpus_per_actor))},
+        {"at": at, "horizon_days": {name: calibration[f"{name}_horizon_days"] for name in OUTCOMES}})
     log(f"[batch_predict] {summary['users']} users in {summary['seconds']:.1f}s ({summary['users_per_s']} users/s)")
     return summary
