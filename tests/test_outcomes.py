@@ -65,12 +65,29 @@ def test_train_examples_read_nothing_at_or_after_the_validation_cutoff():
     assert (test[0]["events_before"], test[0]["purchases_before"]) == (3, 1)
 
 
+def test_serving_computes_the_same_profile_counts_as_the_training_examples():
+    from seqrec_ray.models.heads import PROFILE_FEATURES
+    from seqrec_ray.schema import EVENT_TYPES
+    from seqrec_ray.serve.features import profile_counts
+
+    C = T["cart"]
+    events = [(1, V, 0.5), (2, C, 1.25), (3, P, 2), (2, P, 3.5), (4, V, 6)]  # the day-6 view is after the cut
+    example = OutcomeCutoffs(train=(), valid=3 * DAY, test=4 * DAY, purchase_horizon_days=1.0,
+                             churn_horizon_days=1.0).examples(timeline([("a", events)]), "test", max_len=4).to_pylist()[0]
+    history = [{"item_id": str(item), "event_type": EVENT_TYPES[kind - 1], "timestamp": day * DAY}
+               for item, kind, day in events if day < 4]
+    served = profile_counts(history, 4 * DAY)
+    assert served == {name: example[name] for name in PROFILE_FEATURES}
+    assert (served["events_before"], served["purchases_before"], served["carts_before"]) == (4, 2, 1)
+    assert served["seconds_since_first_event"] == int(3.5 * DAY)
+
+
 def test_every_window_batch_carries_user_level_examples_cycling_through_them():
     import torch
 
     windows = [{"items": torch.ones(2, 3, dtype=torch.long), "targets": torch.ones(2, 3, dtype=torch.long)}] * 5
     examples = {"items": torch.arange(1, 4).view(3, 1), "purchase": torch.tensor([1, 0, 1]),
-                "churn": torch.tensor([0, 1, 0]), "seconds_since_last_event": torch.tensor([5, 6, 7])}
+                "churn": torch.tensor([0, 1, 0]), "events_before": torch.tensor([5, 6, 7])}
     batches = list(with_outcome_batches(iter(windows), examples, batch_size=2, seed=0))
     assert len(batches) == 5 and all("outcome.items" in b and "items" in b for b in batches)
     first_pass = torch.cat([b["outcome.items"] for b in batches[:2]]).view(-1).tolist()

@@ -7,6 +7,7 @@ from torch import nn
 
 from . import scoring
 from .config import SEQUENCE_FEATURES, EncoderConfig
+from .heads import PROFILE_FEATURES
 
 
 class SequenceEncoder(nn.Module):
@@ -81,12 +82,15 @@ class SequenceEncoder(nn.Module):
 
     def outcome_logits(self, features: dict[str, torch.Tensor], state: torch.Tensor | None = None) -> torch.Tensor:
         """Purchase-propensity and churn logits per row (B, 2, heads.OUTCOMES order) from the
-        inputs before a cut-off and ``seconds_since_last_event`` (B,) at it; ``state``: their
-        ``last_state`` when the caller already has it."""
+        inputs before a cut-off and the ``heads.PROFILE_FEATURES`` counts (each (B,)) at it;
+        ``state``: their ``last_state`` when the caller already has it."""
         if self.outcomes is None:
             raise ValueError("this model has no propensity / churn heads (train with --outcome-loss > 0)")
         state = self.last_state(features) if state is None else state
-        return self.outcomes.logits(state, features["seconds_since_last_event"])
+        missing = [name for name in PROFILE_FEATURES if name not in features]
+        if missing:
+            raise ValueError(f"the propensity / churn heads need the profile counts {missing}")
+        return self.outcomes.logits(state, torch.stack([features[name] for name in PROFILE_FEATURES], dim=-1))
 
     def predict_user(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """What the predictions endpoint and batch prediction answer, from one encoder pass:

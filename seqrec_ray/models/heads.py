@@ -12,9 +12,12 @@ Both are trained jointly with the next-item loss (models/losses.py, ``purchase_w
 ``type_weight``) on the positions of the same windows.
 
 ``OutcomeHeads`` answers user-level questions at a time cut-off from the state at the
-user's last event before it and the time since that event: will the user buy within the
-purchase horizon (propensity), and will the user have no event at all within the churn
-horizon (churn). Two logits, in ``OUTCOMES`` order; trained with binary cross-entropy on
+user's last event before it and the user's profile counts at the cut-off
+(``PROFILE_FEATURES``: recency, tenure, events, purchases and carts before it, which no
+window of event embeddings carries): will the user buy within the purchase horizon
+(propensity), and will the user have no event at all within the churn horizon (churn).
+The counts enter twice: with the state through an MLP, and through a linear "wide" path,
+so the heads can at least express the RFM logistic regression they are compared with. Two logits, in ``OUTCOMES`` order; trained with binary cross-entropy on
 examples cut at earlier cut-offs (train/outcomes.py), jointly with next-item.
 """
 
@@ -26,6 +29,12 @@ from torch import nn
 from .config import NUM_EVENT_TYPES
 
 OUTCOMES = ("purchase", "churn")  # the user-level labels, in the order of OutcomeHeads' logits
+# The user's recency / frequency / monetary counts at a cut-off, what OutcomeHeads read beside
+# the state and the RFM baseline is fitted on (targets.cutoff_examples and, when serving,
+# serve.features.profile_counts compute them).
+PROFILE_FEATURES = ("seconds_since_last_event", "seconds_since_first_event", "events_before", "purchases_before",
+                    "carts_before")
+_DURATIONS = 2  # the first two are seconds, read in minutes
 SECONDS_PER_MINUTE = 60.0
 
 
@@ -51,13 +60,20 @@ class OutcomeHeads(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 64) -> None:
         super().__init__()
-        # +1 input: log(1 + minutes since the last event), which no event embedding carries.
-        # Minutes, not days: a log whose horizons are minutes (a 2-hour Taobao slice) would
-        # otherwise see a near-constant input, and a year is still only log(1 + 525,600) = 13.
-        self.net = nn.Sequential(nn.Linear(dim + 1, hidden), nn.ReLU(), nn.Linear(hidden, len(OUTCOMES)))
+        n = len(PROFILE_FEATURES)
+        self.net = nn.Sequential(nn.Linear(dim + n, hidden), nn.ReLU(), nn.Linear(hidden, len(OUTCOMES)))
+        self.wide = nn.Linear(n, len(OUTCOMES))
 
-    def logits(self, h: torch.Tensor, seconds_since_last_event: torch.Tensor) -> torch.Tensor:
-        """(B, len(OUTCOMES)) for last states h (B, D) and the seconds from each user's last
-        event to the cut-off (B,)."""
-        minutes = seconds_since_last_event.to(h.dtype).clamp(min=0) / SECONDS_PER_MINUTE
-        return self.net(torch.cat([h, torch.log1p(minutes).unsqueeze(-1)], dim=-1))
+    @staticmethod
+    def profile_inputs(profile: torch.Tensor) -> torch.Tensor:
+        """log(1 + x) of the ``PROFILE_FEATURES`` counts (B, n), durations in minutes: a
+        2-hour Taobao slice's horizons are minutes, and a year is still only log(1 + 525,600) = 13."""
+        scale = torch.ones(profile.shape[-1], dtype=torch.float32, device=profile.device)
+        scale[:_DURATIONS] = 1.0 / SECONDS_PER_MINUTE
+        return torch.log1p(profile.float().clamp(min=0) * scale)
+
+    def logits(self, h: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
+        """(B, len(OUTCOMES)) for last states h (B, D) and the ``PROFILE_FEATURES`` counts
+        at the cut-off (B, len(PROFILE_FEATURES))."""
+        x = self.profile_inputs(profile).to(h.dtype)
+        return self.net(torch.cat([h, x], dim=-1)) + self.wide(x)

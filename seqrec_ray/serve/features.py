@@ -53,6 +53,16 @@ def history_features(history: Sequence[Mapping[str, Any]], vocab: Vocab | LiveCa
     return {"items": items[keep], "event_types": types[keep], "categories": categories[keep], "gap_buckets": gaps[keep]}
 
 
+def profile_counts(before: Sequence[Mapping[str, Any]], at: float) -> dict[str, int]:
+    """The ``heads.PROFILE_FEATURES`` counts at ``at`` of the events ``before`` it (non-empty),
+    as targets.cutoff_examples computes them for training."""
+    times = [float(e["timestamp"]) for e in before]
+    types = [e["event_type"] for e in before]
+    return {"seconds_since_last_event": int(round(at - max(times))),
+            "seconds_since_first_event": int(round(at - min(times))),
+            "events_before": len(before), "purchases_before": types.count("purchase"), "carts_before": types.count("cart")}
+
+
 def left_pad(rows: Sequence[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Per-user feature rows of different lengths -> (B, T) int64 tensors, LEFT-padded with 0.
 

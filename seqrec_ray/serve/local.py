@@ -16,12 +16,19 @@ missed it every time and ``serve.start`` died with ActorDiedError; with 60 s it 
 ``PROXY_TIMEOUTS`` (the one place these values live; serve_configs/*.yaml repeat them under
 ``controller_options`` and a test checks they agree) go to the controller's environment;
 values already set in this process's environment win.
+
+``serve.start`` itself waits a fixed 60 s for the proxy (Ray's ``HTTP_PROXY_TIMEOUT``, not
+configurable) and then raises TimeoutError while the controller and proxy it started go on
+starting. In CI, with both cores busy, the proxy once took longer than that. So
+``start_serve`` then connects to the controller already started and polls the proxies'
+status (``serve.status().proxies``) for up to ``PROXY_START_S`` in all before giving up.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +38,8 @@ PROXY_TIMEOUTS = {
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
 }
+
+PROXY_START_S = 300.0
 
 
 def controller_options() -> dict:
@@ -75,11 +84,38 @@ def local_serve(host: str = LOOPBACK, port: int | None = None) -> Iterator[Local
     from ray import serve
 
     port = port or free_port(host)
-    serve.start(http_options={"host": host, "port": port}, controller_options=controller_options())
+    start_serve(host, port)
     try:
         yield LocalServe(host, port)
     finally:
         serve.shutdown()
+
+
+def start_serve(host: str, port: int, proxy_start_s: float = PROXY_START_S) -> None:
+    """``serve.start`` on ``host:port``, waiting up to ``proxy_start_s`` for a slow proxy."""
+    from ray import serve
+
+    options = {"http_options": {"host": host, "port": port}, "controller_options": controller_options()}
+    started = time.monotonic()
+    try:
+        serve.start(**options)
+        return
+    except TimeoutError:  # Serve's fixed 60 s; the proxy it started is still coming up
+        pass
+    serve.start(**options)  # connects to the controller the first call started
+    deadline = started + proxy_start_s
+    while not _proxies_healthy():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Serve's HTTP proxy on {host}:{port} not healthy after {proxy_start_s:.0f}s")
+        time.sleep(1.0)
+
+
+def _proxies_healthy() -> bool:
+    from ray import serve
+    from ray.serve.schema import ProxyStatus
+
+    proxies = serve.status().proxies
+    return bool(proxies) and all(status == ProxyStatus.HEALTHY for status in proxies.values())
 
 
 def replica_names(app: str, deployment: str) -> list[str]:

@@ -12,7 +12,7 @@ import torch
 
 from seqrec_ray.data.vocab import Vocab
 
-from .features import history_features, left_pad
+from .features import history_features, left_pad, profile_counts
 from .live_items import CatalogueChanges, LiveCatalogue
 
 
@@ -122,8 +122,7 @@ def predict_outcomes(model: ServingModel, history: list[dict[str, Any]], at: flo
     if model.calibration is None:
         return {"available": False}
     features = {k: v.to(model.device) for k, v in left_pad([history_features(before, model.catalogue, model.max_len)]).items()}
-    last = max(float(e["timestamp"]) for e in before)
-    features["seconds_since_last_event"] = torch.tensor([int(round(at - last))], device=model.device)
+    features.update({name: torch.tensor([count], device=model.device) for name, count in profile_counts(before, at).items()})
     vector, logits = model.encoder.predict_user(features)
     out: dict[str, Any] = {"available": True, "vector": vector.float().cpu().numpy()[0], "checkpoint": model.key,
                            "used": min(len(before), model.max_len)}

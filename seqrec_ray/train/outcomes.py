@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from seqrec_ray.models.heads import OUTCOMES
+from seqrec_ray.models.heads import OUTCOMES, PROFILE_FEATURES
 from seqrec_ray.models.losses import OUTCOME_PREFIX
 from seqrec_ray.schema import SECONDS_PER_DAY
 
@@ -39,8 +39,7 @@ from .targets import cutoff_examples
 CALIBRATION_FILE = "outcome_calibration.json"  # in a checkpoint directory
 NO_OUTCOME_HEADS = ("no propensity / churn heads (train with --outcome-loss > 0 on artifacts featurized with "
                     "--split temporal)")
-RFM_FEATURES = ("seconds_since_last_event", "seconds_since_first_event", "events_before", "purchases_before",
-                "carts_before")
+RFM_FEATURES = PROFILE_FEATURES  # the baseline's features are the counts the heads read beside the state
 
 
 @dataclass(frozen=True)
