@@ -17,8 +17,9 @@ user's last event before it and the user's profile counts at the cut-off
 window of event embeddings carries): will the user buy within the purchase horizon
 (propensity), and will the user have no event at all within the churn horizon (churn).
 The counts enter twice: with the state through an MLP, and through a linear "wide" path,
-so the heads can at least express the RFM logistic regression they are compared with. Two logits, in ``OUTCOMES`` order; trained with binary cross-entropy on
-examples cut at earlier cut-offs (train/outcomes.py), jointly with next-item.
+so the heads can at least express the RFM logistic regression they are compared with.
+Two logits, in ``OUTCOMES`` order; trained with binary cross-entropy on examples cut at
+earlier cut-offs (train/outcomes.py), jointly with next-item.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ OUTCOMES = ("purchase", "churn")  # the user-level labels, in the order of Outco
 # serve.features.profile_counts compute them).
 PROFILE_FEATURES = ("seconds_since_last_event", "seconds_since_first_event", "events_before", "purchases_before",
                     "carts_before")
-_DURATIONS = 2  # the first two are seconds, read in minutes
 SECONDS_PER_MINUTE = 60.0
 
 
@@ -68,8 +68,8 @@ class OutcomeHeads(nn.Module):
     def profile_inputs(profile: torch.Tensor) -> torch.Tensor:
         """log(1 + x) of the ``PROFILE_FEATURES`` counts (B, n), durations in minutes: a
         2-hour Taobao slice's horizons are minutes, and a year is still only log(1 + 525,600) = 13."""
-        scale = torch.ones(profile.shape[-1], dtype=torch.float32, device=profile.device)
-        scale[:_DURATIONS] = 1.0 / SECONDS_PER_MINUTE
+        scale = torch.tensor([1.0 / SECONDS_PER_MINUTE if name.startswith("seconds_") else 1.0
+                              for name in PROFILE_FEATURES], device=profile.device)
         return torch.log1p(profile.float().clamp(min=0) * scale)
 
     def logits(self, h: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,6 @@ from .targets import cutoff_examples
 CALIBRATION_FILE = "outcome_calibration.json"  # in a checkpoint directory
 NO_OUTCOME_HEADS = ("no propensity / churn heads (train with --outcome-loss > 0 on artifacts featurized with "
                     "--split temporal)")
-RFM_FEATURES = PROFILE_FEATURES  # the baseline's features are the counts the heads read beside the state
 
 
 @dataclass(frozen=True)
@@ -191,8 +190,9 @@ def calibrated_probabilities(logits: np.ndarray, calibration: dict) -> dict[str,
 
 
 def rfm_matrix(tensors: dict[str, torch.Tensor]) -> np.ndarray:
-    """log(1 + x) of the recency / frequency / monetary counts, (N, len(RFM_FEATURES))."""
-    columns = [tensors[name].numpy().astype(np.float64) for name in RFM_FEATURES]
+    """log(1 + x) of the recency / frequency / monetary counts (the ones the heads read
+    beside the state), (N, len(PROFILE_FEATURES))."""
+    columns = [tensors[name].numpy().astype(np.float64) for name in PROFILE_FEATURES]
     return np.log1p(np.maximum(np.stack(columns, axis=1), 0.0))
 
 
